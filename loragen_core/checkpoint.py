@@ -1,0 +1,105 @@
+"""Save and load generator checkpoints: config JSON + edge targets JSON + trainable weights.
+
+A checkpoint directory holds only what training changes (meta tokens, routers, experts, the cloud's
+q/v LoRA); the frozen cloud base weights are reloaded from `config.cloud_model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from .config import LoRAGenConfig
+from .generator import LoRAGenerator
+from .lora_math import LoRATarget, find_lora_targets
+from .model_loading import load_causal_lm, resolve_model_dir
+
+GENERATOR_WEIGHTS_FILE = "generator.safetensors"
+EDGE_TARGETS_FILE = "edge_targets.json"
+# The trained generator shipped with the repository; absent until one is trained.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
+
+
+class CheckpointError(ValueError):
+    """A generator checkpoint is missing files or does not match its config."""
+
+
+def edge_targets_for(config: LoRAGenConfig) -> list[LoRATarget]:
+    """The edge model's LoRA targets, read from its config without loading its weights."""
+    model_config = AutoConfig.from_pretrained(resolve_model_dir(config.edge_model), local_files_only=True)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(model_config)
+    return find_lora_targets(skeleton, config.ffn_module_names)
+
+
+def build_generator(config: LoRAGenConfig, edge_targets: list[LoRATarget] | None = None) -> LoRAGenerator:
+    """A freshly initialised (seeded) generator around the configured cloud LM."""
+    cloud = load_causal_lm(config.cloud_model)
+    return LoRAGenerator(config, cloud.model, cloud.tokenizer, edge_targets or edge_targets_for(config))
+
+
+def save_generator(generator: LoRAGenerator, directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary directory
+    try:
+        generator.config.save(staging)
+        (staging / EDGE_TARGETS_FILE).write_text(
+            json.dumps([dataclasses.asdict(t) for t in generator.edge_targets], indent=1) + "\n"
+        )
+        state = {k: v.detach().contiguous().cpu() for k, v in generator.trainable_state_dict().items()}
+        save_file(state, staging / GENERATOR_WEIGHTS_FILE, metadata={"format": "pt"})
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def load_generator(directory: str | Path) -> LoRAGenerator:
+    directory = Path(directory)
+    for required in ("loragen_config.json", EDGE_TARGETS_FILE, GENERATOR_WEIGHTS_FILE):
+        if not (directory / required).is_file():
+            raise CheckpointError(f"{directory} is not a LoRA-Gen checkpoint: {required} is missing.")
+    config = LoRAGenConfig.load(directory)
+    targets = [LoRATarget(**t) for t in json.loads((directory / EDGE_TARGETS_FILE).read_text())]
+    generator = build_generator(config, targets)
+    try:
+        state = load_file(directory / GENERATOR_WEIGHTS_FILE)
+    except Exception as error:
+        raise CheckpointError(f"{directory / GENERATOR_WEIGHTS_FILE} is unreadable: {error}") from error
+    missing, unexpected = generator.load_state_dict(state, strict=False)
+    expected = set(generator.trainable_state_dict())
+    if unexpected or expected & set(missing):
+        raise CheckpointError(
+            f"{directory} does not match its config: missing {sorted(expected & set(missing))[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}."
+        )
+    return generator
+
+
+def load_default_generator() -> tuple[LoRAGenerator, bool]:
+    """The shipped trained generator if present, else a seeded fresh one; the flag says which."""
+    if (DEFAULT_CHECKPOINT / GENERATOR_WEIGHTS_FILE).is_file():
+        return load_generator(DEFAULT_CHECKPOINT), True
+    return build_generator(LoRAGenConfig()), False
+
+
+def generator_fingerprint(generator: LoRAGenerator) -> str:
+    """sha256 over the config and every trainable tensor: identifies what the generator computes."""
+    digest = hashlib.sha256(json.dumps(generator.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(generator.trainable_state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()

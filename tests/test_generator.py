@@ -1,0 +1,109 @@
+"""Generator math and training signal, on a 2-layer Qwen2 cloud and a 2-layer Llama edge."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from loragen_core import LoRAGenConfig, build_generator, cv_squared_loss, keep_top_k, load_causal_lm
+from loragen_core.objective import loragen_loss
+
+PROMPTS = [
+    "GPT4Tools has access to the following tools: Detect Face, Segment the Image.",
+    "Answer the question with one word.",
+    "GPT4Tools has access to the following tools: Edge Detection On Image.",
+]
+
+
+@pytest.fixture
+def generator(tiny_dirs):
+    config = LoRAGenConfig(
+        cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]), n_experts=4, top_k=2, r=4,
+        lora_alpha=8, router_hidden=16, cloud_lora_r=4, expert_b_init_std=0.02, seed=3,
+    )
+    return build_generator(config)
+
+
+def test_keep_top_k_keeps_exactly_k_and_renormalises():
+    logits = torch.randn(5, 3, 8)
+    gates = keep_top_k(logits, 2)
+    assert ((gates > 0).sum(-1) == 2).all()
+    torch.testing.assert_close(gates.sum(-1), torch.ones(5, 3))
+    # The kept experts are the two largest softmax entries, in the softmax's proportions.
+    probs = logits.softmax(-1)
+    top = probs.topk(2, -1)
+    torch.testing.assert_close(gates.gather(-1, top.indices), top.values / top.values.sum(-1, keepdim=True))
+
+
+def test_cv_loss_matches_hand_computation():
+    # batch 2, 1 layer, 3 experts. Importance per expert: [1.0, 0.5, 0.5]; mean 2/3,
+    # population std sqrt(((1/3)^2 + 2*(1/6)^2)/3) = sqrt(1/18); cv^2 = (1/18)/(4/9) = 1/8.
+    gates = torch.tensor([[[0.5, 0.5, 0.0]], [[0.5, 0.0, 0.5]]])
+    assert cv_squared_loss(gates, alpha=0.01).item() == pytest.approx(0.01 / 8, rel=1e-6)
+    assert cv_squared_loss(torch.full((4, 2, 3), 1 / 3), alpha=0.01).item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_generator_gates_and_adapter_shapes(generator):
+    generator.eval()
+    output = generator(PROMPTS)
+    assert output.gates.shape == (3, 2, 4)
+    assert ((output.gates > 0).sum(-1) == 2).all()
+    torch.testing.assert_close(output.gates.sum(-1), torch.ones(3, 2))
+    adapter = output.adapter
+    assert len(adapter.lora_a) == 2 * 3  # 2 layers × gate/up/down
+    assert adapter.lora_a["model.layers.1.mlp.down_proj"].shape == (3, 4, 48)
+    assert adapter.lora_b["model.layers.1.mlp.down_proj"].shape == (3, 32, 4)
+    assert adapter.lora_a["model.layers.0.mlp.gate_proj"].shape == (3, 4, 32)
+
+
+def test_batched_generation_equals_one_by_one(generator):
+    # Left padding must not change what a prompt generates (eval mode: BatchNorm uses running stats).
+    generator.eval()
+    batched = generator(PROMPTS).adapter
+    for i, prompt in enumerate(PROMPTS):
+        single = generator.generate(prompt)
+        for name in single.lora_a:
+            torch.testing.assert_close(batched.lora_a[name][i : i + 1], single.lora_a[name], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(batched.lora_b[name][i : i + 1], single.lora_b[name], atol=1e-5, rtol=1e-4)
+
+
+def test_one_step_trains_generator_parts_and_freezes_base_weights(generator, tiny_dirs):
+    edge = load_causal_lm(str(tiny_dirs["edge"])).model
+    edge.requires_grad_(False)
+    generator.train()
+    frozen_before = {f"cloud.{n}": p.detach().clone() for n, p in generator.cloud.named_parameters() if "lora_" not in n}
+    edge_before = {n: p.detach().clone() for n, p in edge.named_parameters()}
+    trainable = {n: p for n, p in generator.named_parameters() if p.requires_grad}
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+
+    ids = torch.randint(0, edge.config.vocab_size, (3, 12))
+    mask = torch.ones_like(ids)
+    labels = ids.clone()
+    labels[:, :6] = -100
+    optimizer = torch.optim.AdamW(trainable.values(), lr=1e-2)
+    loss = loragen_loss(generator, edge, PROMPTS, ids, mask, labels)
+    assert loss.cv.item() > 0 and torch.isclose(loss.total, loss.lm + loss.cv)
+    loss.total.backward()
+    optimizer.step()
+
+    def changed(prefix: str) -> bool:
+        return any(not torch.equal(before[n], trainable[n]) for n in trainable if n.startswith(prefix))
+
+    assert changed("meta_tokens") and changed("routers.") and changed("experts.")
+    assert any(not torch.equal(before[n], trainable[n]) for n in trainable if n.startswith("cloud.") and "lora_" in n)
+    assert all(not n.startswith("cloud.") or "lora_" in n for n in trainable)
+    for name, parameter in generator.cloud.named_parameters():
+        if "lora_" not in name:
+            assert torch.equal(frozen_before[f"cloud.{name}"], parameter), name
+    for name, parameter in edge.named_parameters():
+        assert torch.equal(edge_before[name], parameter), name
+
+
+def test_trainable_flags_freeze_parts(tiny_dirs):
+    config = LoRAGenConfig(
+        cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]), n_experts=4, r=4,
+        router_hidden=16, cloud_lora_r=4, train_cloud_lora=False, train_meta_tokens=False,
+    )
+    generator = build_generator(config)
+    trainable = [n for n, p in generator.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith(("routers.", "experts.")) for n in trainable)

@@ -1,0 +1,99 @@
+"""The GPT4Tools prompt: build it from tools, and split it into system prompt and edge prompt.
+
+A GPT4Tools prompt reads, in order:
+
+    HEAD     preamble, TOOLS block, tool-use format, no-tool format, file-name rules,
+             "Previous conversation:\\n\\n"
+    USER     chat history (image introduction) + "\\n\\nNew input: <request>"
+    CLOSING  "\\nGPT4Tools needs to use tools to observe images, ... Let's think step by step.\\n"
+    TRACE    (context samples only) the steps taken so far
+
+The split, decided once: the **system prompt** (what the generator reads) is HEAD + CLOSING, the
+task-level text that is identical for every request with the same tools. The **edge prompt** (what the
+edge model still sees) is USER + TRACE. Moving the fixed closing line to the system prompt raises the
+compression from ~4.2x to ~6.1x on the test set (gpt4tools.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+HEAD_END = "Previous conversation:\n\n"
+CLOSING_START = "\nGPT4Tools needs to use tools to observe images, not directly imagine them."
+CLOSING_END = "Let's think step by step.\n"
+
+
+class PromptFormatError(ValueError):
+    """The text is not a GPT4Tools prompt (a marker of the template is missing)."""
+
+
+@cache
+def prompt_templates() -> dict[str, str]:
+    return json.loads((DATA_DIR / "prompt_templates.json").read_text())
+
+
+@cache
+def seen_tools() -> tuple[dict, ...]:
+    return tuple(json.loads((DATA_DIR / "tools_seen.json").read_text())["tools"])
+
+
+def build_prompt(tools: list[tuple[str, str]], new_input: str, chat_history: str = "") -> str:
+    """The full GPT4Tools prompt for (name, description) tools, exactly as the template writes it."""
+    return prompt_templates()["PROMPT_FORMAT"].format(
+        tool_descriptions="\n".join(f"> {name}: {description}" for name, description in tools),
+        tool_names=", ".join(name for name, _ in tools),
+        chat_history=chat_history,
+        input=new_input,
+    )
+
+
+def image_turn(image_path: str, caption: str) -> str:
+    return prompt_templates()["LLM_IMAGE_FORMAT"].format(image_path=image_path, image_caption=caption)
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    head: str
+    user: str
+    closing: str
+    trace: str
+
+    @property
+    def system_prompt(self) -> str:
+        return self.head + self.closing
+
+    @property
+    def edge_prompt(self) -> str:
+        return self.user + self.trace
+
+    def reassemble(self) -> str:
+        return self.head + self.user + self.closing + self.trace
+
+
+def split_prompt(prompt: str) -> PromptParts:
+    """Split a full GPT4Tools prompt; `split_prompt(p).reassemble() == p` for every prompt."""
+    head_end = prompt.find(HEAD_END)
+    closing_start = prompt.find(CLOSING_START, max(head_end, 0))
+    closing_end = prompt.find(CLOSING_END, max(closing_start, 0))
+    if head_end < 0 or closing_start < 0 or closing_end < 0:
+        raise PromptFormatError(
+            "Not a GPT4Tools prompt: expected 'Previous conversation:', the closing "
+            "'GPT4Tools needs to use tools...' line and \"Let's think step by step.\""
+        )
+    head_end += len(HEAD_END)
+    closing_end += len(CLOSING_END)
+    return PromptParts(
+        head=prompt[:head_end],
+        user=prompt[head_end:closing_start],
+        closing=prompt[closing_start:closing_end],
+        trace=prompt[closing_end:],
+    )
+
+
+def system_prompt_for(tools: list[tuple[str, str]]) -> str:
+    """The system prompt for a tool set (what the generator reads); independent of any request."""
+    return split_prompt(build_prompt(tools, new_input="")).system_prompt
