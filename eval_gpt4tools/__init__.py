@@ -1,0 +1,1 @@
+"""The GPT4Tools unseen-tool benchmark: scorer, runner, training-data builder."""

@@ -1,0 +1,110 @@
+"""`python -m eval_gpt4tools`: the GPT4Tools unseen-tool benchmark.
+
+With no subcommand: the main job, `loragen` against `icl` on a fixed 50-item stratified subset,
+printed side by side.
+
+    score       score a predictions file against the ground truth
+    run         run one mode over the test set (resumable)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from loragen_core.errors import USER_ERRORS
+from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS
+
+from .data import DatasetError, load_test_items
+from .runner import MODES, RunConfig, RunConfigError
+from .scorer import PredictionsError
+
+MAIN_JOB_ITEMS = 50
+DEFAULT_RUNS_DIR = Path("runs") / "gpt4tools"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval_gpt4tools", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
+    parser.add_argument("--out", type=Path, default=DEFAULT_RUNS_DIR / "main", help="Where the main job writes its runs.")
+    commands = parser.add_subparsers(dest="command")
+
+    score_cmd = commands.add_parser("score", help="Score predictions: SR_t, SR_act, SR_args, SR, IoU.")
+    score_cmd.add_argument("--data", type=Path, default=None, help="Ground-truth GPT4Tools JSON.")
+    score_cmd.add_argument("--predictions", type=Path, required=True, help='JSON list of {"id", "output"}.')
+    score_cmd.add_argument("--json", action="store_true", help="Print one JSON object instead of a table.")
+
+    run_cmd = commands.add_parser("run", help="Run one mode over the test set.", description=_runner_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    run_cmd.add_argument("--mode", choices=MODES, required=True)
+    run_cmd.add_argument("--data", type=Path, default=None, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
+    run_cmd.add_argument("--limit", type=int, default=None, help="Deterministic subset of N items, stratified by gold tool.")
+    run_cmd.add_argument("--out", type=Path, default=None, help="Run directory (default runs/gpt4tools/<mode>); rerun to resume.")
+    run_cmd.add_argument("--adapter", type=Path, default=None, help="PEFT LoRA directory (mode lora).")
+    run_cmd.add_argument("--prompt", choices=("full", "edge"), default="full", help="Prompt for mode lora.")
+    run_cmd.add_argument("--generator", type=Path, default=None, help="Generator checkpoint (loragen modes).")
+    run_cmd.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="Decoding budget, same for all modes.")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "score":
+            return _score(args)
+        if args.command == "run":
+            return _run(args)
+        return _main_job(args)
+    except (DatasetError, PredictionsError, RunConfigError, *USER_ERRORS) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _runner_doc() -> str:
+    from . import runner
+
+    return runner.__doc__
+
+
+def _score(args) -> int:
+    from .scorer import load_predictions, score
+
+    gold = load_test_items(args.data)
+    scores = score(gold, load_predictions(args.predictions, gold))
+    if args.json:
+        print(json.dumps(scores.to_dict()))
+    else:
+        for key, value in scores.to_dict().items():
+            print(f"{key:8s} {value if key == 'n' else f'{value:.6f}'}")
+    return 0
+
+
+def _run(args) -> int:
+    from .report import markdown_table
+    from .runner import run
+
+    out = args.out or DEFAULT_RUNS_DIR / args.mode
+    config = RunConfig(
+        mode=args.mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
+        generator=args.generator, max_new_tokens=args.max_new_tokens,
+    )
+    summary = run(config)
+    print(markdown_table([summary]))
+    print(f"Predictions, metrics.json, table.md and chart.png in {out}")
+    return 0
+
+
+def _main_job(args) -> int:
+    from .report import write_reports, markdown_table
+    from .runner import run
+
+    load_test_items(args.data)  # fail fast, with where to get it, before loading any model
+    summaries = [
+        run(RunConfig(mode=mode, out=args.out / mode, data=args.data, limit=MAIN_JOB_ITEMS)) for mode in ("icl", "loragen")
+    ]
+    write_reports(summaries, args.out)
+    print(markdown_table(summaries))
+    print(f"Side-by-side table and chart in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

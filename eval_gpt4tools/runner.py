@@ -1,0 +1,194 @@
+"""Run the edge model over GPT4Tools items in one mode; resumable, item by item.
+
+Modes (every mode decodes with the same rule: greedy, `max_new_tokens`, stop at EOS or once the final
+`AI: ...` line is complete — see loragen_core/edge_runtime.py):
+
+    icl            full prompt, no adapter (the in-context baseline)
+    lora           a PEFT LoRA from --adapter, merged; --prompt full|edge
+    loragen        adapter generated from each item's system prompt, merged; edge prompt only
+    loragen-names  as loragen, plus one line naming the tools in the edge prompt
+
+Each finished item is appended to `predictions.jsonl` at once, so an interrupted run continues where
+it stopped when rerun with the same --out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_default_generator, load_generator
+from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
+from tools import split_prompt
+
+from .data import load_test_items, stratified_subset
+from .scorer import score
+
+MODES = ("icl", "lora", "loragen", "loragen-names")
+TOOL_NAMES = re.compile(r"should be one of \[(.*?)\]")
+PREDICTIONS_LOG = "predictions.jsonl"
+
+
+class RunConfigError(ValueError):
+    """Arguments that do not fit the mode, or a resume with a different configuration."""
+
+
+@dataclass
+class RunConfig:
+    mode: str
+    out: Path
+    data: Path | None = None
+    limit: int | None = None
+    adapter: Path | None = None
+    prompt: str = "full"  # for mode lora: full | edge
+    generator: Path | None = None
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise RunConfigError(f"Unknown mode {self.mode!r}; choose one of {', '.join(MODES)}.")
+        if self.mode == "lora" and self.adapter is None:
+            raise RunConfigError("Mode lora needs --adapter DIR (a PEFT LoRA directory).")
+        if self.prompt not in ("full", "edge"):
+            raise RunConfigError(f"--prompt must be full or edge, not {self.prompt!r}.")
+
+    @property
+    def label(self) -> str:
+        return f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
+
+    def identity(self) -> dict:
+        """What must not change between an interrupted run and its resumption."""
+        keys = ("mode", "adapter", "prompt", "generator", "max_new_tokens")
+        return {k: str(getattr(self, k)) for k in keys}
+
+
+@dataclass
+class RunSummary:
+    method: str
+    metrics: dict = field(default_factory=dict)
+    out: Path | None = None
+
+
+def edge_text(config: RunConfig, instruction: str) -> tuple[str, str | None]:
+    """(what the edge model reads, the system prompt to generate an adapter from, if any)."""
+    parts = split_prompt(instruction)
+    if config.mode == "icl" or (config.mode == "lora" and config.prompt == "full"):
+        return instruction, None
+    if config.mode == "lora":
+        return parts.edge_prompt, None
+    if config.mode == "loragen-names":
+        names = TOOL_NAMES.search(parts.head)
+        return f"Tools: {names.group(1) if names else ''}\n{parts.edge_prompt}", parts.system_prompt
+    return parts.edge_prompt, parts.system_prompt
+
+
+def _read_log(path: Path) -> dict:
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                done[record["id"]] = record
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut off by an interruption: that item simply runs again
+    return done
+
+
+def run(config: RunConfig) -> RunSummary:
+    items = stratified_subset(load_test_items(config.data), config.limit)
+    config.out.mkdir(parents=True, exist_ok=True)
+    identity_path = config.out / "run_config.json"
+    if identity_path.exists() and json.loads(identity_path.read_text()) != config.identity():
+        raise RunConfigError(
+            f"{config.out} holds a run with a different configuration ({identity_path}); use another --out."
+        )
+    identity_path.write_text(json.dumps(config.identity(), indent=2))
+    log_path = config.out / PREDICTIONS_LOG
+    done = _read_log(log_path)
+    # Rewrite the log without any damaged line before appending to it.
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+    todo = [item for item in items if item["id"] not in done]
+
+    wall_start = time.perf_counter()
+    if todo:
+        _run_items(config, todo, done, log_path)
+    records = [done[item["id"]] for item in items]
+    return _summarize(config, items, records, time.perf_counter() - wall_start)
+
+
+def _run_items(config: RunConfig, todo: list[dict], done: dict, log_path: Path) -> None:
+    service = None
+    if config.mode in ("loragen", "loragen-names"):
+        generator, _ = (load_generator(config.generator), True) if config.generator else load_default_generator()
+        service = AdapterService(generator)
+        edge = EdgeModel(load_causal_lm(generator.config.edge_model))
+    else:
+        edge = EdgeModel(load_causal_lm())
+        if config.mode == "lora":
+            edge.specialize(GeneratedLoRA.from_pretrained(config.adapter))
+
+    with log_path.open("a") as log, tqdm(todo, desc=config.label, unit="item") as progress:
+        for item in progress:
+            text, system_prompt = edge_text(config, item["instruction"])
+            adapter_seconds, cache_hit = 0.0, None
+            if service is not None:
+                result = service.adapter_for(system_prompt)
+                adapter_seconds, cache_hit = result.seconds, result.cache_hit
+                if edge.active_adapter != result.adapter_hash:
+                    adapter_seconds += edge.specialize(result.adapter)
+            completion = edge.complete(text, max_new_tokens=config.max_new_tokens)
+            record = {
+                "id": item["id"],
+                "output": completion.text,
+                "edge_prompt_tokens": completion.prompt_tokens,
+                "full_prompt_tokens": edge.count_prompt_tokens(item["instruction"]),
+                "new_tokens": completion.new_tokens,
+                "latency_s": completion.seconds,
+                "adapter_s": adapter_seconds,
+                "adapter_cache_hit": cache_hit,
+            }
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            done[item["id"]] = record
+            progress.set_postfix(latency=f"{completion.seconds:.1f}s")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s: float) -> RunSummary:
+    from .report import write_reports
+
+    predictions = {r["id"]: r["output"] for r in records}
+    scores = score(items, predictions).to_dict()
+    latencies = [r["latency_s"] for r in records]
+    generated = [r["adapter_s"] for r in records if r["adapter_cache_hit"] is False]
+    mean_edge = statistics.fmean(r["edge_prompt_tokens"] for r in records)
+    mean_full = statistics.fmean(r["full_prompt_tokens"] for r in records)
+    metrics = {
+        "method": config.label,
+        **{k: scores[k] for k in ("SR_t", "SR_act", "SR_args", "SR", "IoU")},
+        "mean_edge_prompt_tokens": mean_edge,
+        "mean_full_prompt_tokens": mean_full,
+        "compression": mean_full / mean_edge,
+        "median_latency_s": statistics.median(latencies),
+        "p90_latency_s": _percentile(latencies, 0.9),
+        "median_adapter_generation_s": statistics.median(generated) if generated else None,
+        "max_new_tokens": config.max_new_tokens,
+        "n_items": len(records),
+        "wall_s_this_invocation": wall_s,
+    }
+    (config.out / "predictions.json").write_text(json.dumps([{"id": r["id"], "output": r["output"]} for r in records]))
+    (config.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    summary = RunSummary(method=config.label, metrics=metrics, out=config.out)
+    write_reports([summary], config.out)
+    return summary
+
