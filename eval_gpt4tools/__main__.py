@@ -5,6 +5,7 @@ printed side by side.
 
     score       score a predictions file against the ground truth
     run         run one mode over the test set (resumable)
+    build-data  build training data for the 23 seen tools (JSON lines)
 """
 
 from __future__ import annotations
@@ -46,8 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--generator", type=Path, default=None, help="Generator checkpoint (loragen modes).")
     run_cmd.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="Decoding budget, same for all modes.")
 
+    build = commands.add_parser("build-data", help="Build GPT4Tools-style training data for the seen tools.")
+    build.add_argument("--out", type=Path, required=True, help="Directory for train.jsonl (datasets.load_dataset('json')).")
+    build.add_argument("--n", type=int, default=2000, help="Number of samples.")
+    build.add_argument("--seed", type=int, default=0, help="Seed: the same seed gives the same file.")
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "build-data":
+            return _build_data(args)
         if args.command == "score":
             return _score(args)
         if args.command == "run":
@@ -89,6 +97,21 @@ def _run(args) -> int:
     summary = run(config)
     print(markdown_table([summary]))
     print(f"Predictions, metrics.json, table.md and chart.png in {out}")
+    return 0
+
+
+def _build_data(args) -> int:
+    from collections import Counter
+
+    from .builder import build_samples, write_jsonl
+    from .negative_answers import answer_with_model
+
+    if args.n < 1:
+        raise ValueError("--n must be at least 1.")
+    rows = build_samples(args.n, args.seed, answer_with_model)
+    path = write_jsonl(rows, args.out)
+    kinds = Counter(r["kind"] for r in rows)
+    print(f"{len(rows)} samples written to {path}: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     return 0
 
 

@@ -68,7 +68,8 @@ class PromptParts:
 
     @property
     def edge_prompt(self) -> str:
-        return self.user + self.trace
+        # The trace followed the closing line, which moved to the system prompt: keep it on its own line.
+        return self.user + ("\n" + self.trace if self.trace else "")
 
     def reassemble(self) -> str:
         return self.head + self.user + self.closing + self.trace

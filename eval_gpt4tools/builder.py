@@ -1,0 +1,217 @@
+"""Build GPT4Tools-style training data for the 23 seen tools, the way the authors built theirs.
+
+Kinds of sample (gpt4tools.md):
+    tool      one tool call: gold tool + distractors (2-5 tools, shuffled), image turn, request, trace
+    two_step  a tool with a prerequisite (e.g. canny image → image from canny): two calls in a row
+    negative  a general question under a random tool list, answered "No" + "AI: <real answer>"
+    context   a tool/two-step conversation cut at a random assistant turn: the steps so far follow
+              "Let's think step by step." with "Observation: ..." lines; the target is the next turn
+
+Requests are varied: each tool's "like:" phrases from its description seed templates, combined with
+openers, many objects, scenes and captions. Negative answers are written by the default instruct model
+(greedy, batched), so they are real answers. The same seed gives the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools import build_prompt, image_turn, seen_tools, split_prompt
+from tools.gpt4tools_prompt import prompt_templates
+
+from .vocabulary import (
+    ACTIVITIES, ADJECTIVES, GENERAL_QUESTION_TEMPLATES, GENERAL_TOPICS, OBJECTS, QUESTIONS_ABOUT_IMAGE, SCENES,
+    STANDALONE_QUESTIONS, STYLES,
+)
+
+KIND_WEIGHTS = {"tool": 0.45, "two_step": 0.2, "negative": 0.15, "context": 0.2}
+IMAGE_DIRS = ("image/", "images/", "examples/", "cache/", "")
+OPENERS = ("", "Please ", "Could you ", "Can you ", "I want you to ", "I'd like you to ", "Help me ")
+IMAGE_WORDS = ("this image", "the image", "this picture", "the photo", "this photo", "the picture")
+# Requests for tools whose description has no "like:" examples, or whose examples need an argument.
+EXTRA_REQUESTS = {
+    "Detect the Give Object": ("detect the {object} in {image}", "find the {object} in {image}", "where is the {object} in {image}"),
+    "Get Photo Description": ("describe {image}", "what is inside {image}", "tell me what you see in {image}", "give me a caption for {image}"),
+    "Generate Image From User Input Text": ("generate an image of a {desc}", "draw a picture of a {desc}", "create an image showing a {desc}"),
+    "Answer Question About The Image": ("look at {image} and tell me {question}", "{question} in {image}", "answer this about {image}: {question}"),
+    "Instruct Image Using Text": ("{style}", "edit {image}: {style}", "{style} for {image}"),
+    "Generate Image Condition On Sketch Image": ("generate a real image of a {desc} from the sketch of {image}", "turn the scribble of {image} into a real image of a {desc}"),
+    "Segment the given object": ("segment the {object} in {image}", "can you segment the {object} for me"),
+    "Remove Something From The Photo": ("remove the {object} from {image}", "erase the {object} in {image}", "get rid of the {object} in {image}"),
+    "Replace Something From The Photo": ("replace the {object} with a {object2} in {image}", "swap the {object} in {image} for a {object2}"),
+}
+# What a conditional generation's text argument is: the user's description of the new image.
+TEXT_ARGUMENT = {
+    "Detect the Give Object": "object", "Segment the given object": "object", "Remove Something From The Photo": "object",
+    "Answer Question About The Image": "question", "Instruct Image Using Text": "style", "Generate Image From User Input Text": "desc",
+}
+
+
+@dataclass(frozen=True)
+class Slots:
+    image: str
+    caption: str
+    object: str
+    object2: str
+    desc: str
+    question: str
+    style: str
+
+
+def like_phrases(description: str) -> list[str]:
+    """The example requests in a tool description: the text after "like:" split on "or"."""
+    if "like:" not in description:
+        return []
+    examples = description.split("like:", 1)[1].split("The input", 1)[0]
+    phrases = [p.strip(" .,") for p in re.split(r",?\s*\bor\b\s*|,", examples)]
+    return [p for p in phrases if len(p.split()) >= 2]
+
+
+def request_templates(tool: dict) -> list[str]:
+    templates = list(EXTRA_REQUESTS.get(tool["name"], ()))
+    for phrase in like_phrases(tool["description"]):
+        phrase = re.sub(r"\b(this|the) (image|picture|photo|figure)\b", "{image}", phrase)
+        phrase = re.sub(r"\ba (object|human) or something\b", "{desc}", phrase)
+        phrase = phrase.replace("the cat", "the {object}").replace("an obeject", "the {object}")
+        templates.append(phrase)
+    return templates
+
+
+class SampleBuilder:
+    def __init__(self, seed: int, answer_questions: Callable[[list[str]], list[str]]):
+        self.rng = random.Random(seed)
+        self.tools = {t["name"]: t for t in seen_tools()}
+        self.answer_questions = answer_questions
+        self.templates = {name: request_templates(tool) for name, tool in self.tools.items()}
+        self.step_format = prompt_templates()["LLM_RESPONSE_TOOL_FORMAT"]
+        self.final_format = prompt_templates()["LLM_RESPONSE_HUMAN_FORMAT"]
+
+    # ---- random pieces -------------------------------------------------------------------------
+    def image_path(self) -> str:
+        return self.rng.choice(IMAGE_DIRS) + "".join(self.rng.choices(string.ascii_lowercase, k=8)) + ".png"
+
+    def slots(self) -> Slots:
+        rng = self.rng
+        obj, obj2 = rng.sample(OBJECTS, 2)
+        caption = f"A {rng.choice(ADJECTIVES)} {obj} {rng.choice(ACTIVITIES)} {rng.choice(SCENES)}."
+        if rng.random() < 0.5:
+            caption += f" There is also a {obj2} {rng.choice(SCENES)}."
+        return Slots(
+            image=rng.choice(IMAGE_WORDS), caption=caption, object=obj, object2=rng.choice([o for o in OBJECTS if o != obj]),
+            desc=f"{rng.choice(ADJECTIVES)} {rng.choice(OBJECTS)} {rng.choice(SCENES)}",
+            question=rng.choice(QUESTIONS_ABOUT_IMAGE).format(object=obj), style=rng.choice(STYLES),
+        )
+
+    def request(self, tool_name: str, slots: Slots) -> str:
+        template = self.rng.choice(self.templates[tool_name])
+        text = self.rng.choice(OPENERS) + template.format(**slots.__dict__)
+        return text[0].upper() + text[1:] + ("?" if text.startswith(("Could", "Can")) else ".")
+
+    def tool_list(self, required: list[str]) -> list[tuple[str, str]]:
+        total = self.rng.randint(max(2, len(required)), 5)
+        others = [n for n in self.tools if n not in required]
+        names = required + self.rng.sample(others, total - len(required))
+        self.rng.shuffle(names)
+        return [(n, self.tools[n]["description"]) for n in names]
+
+    def observation(self, tool_name: str) -> str:
+        kind = self.tools[tool_name]["observation"]
+        return f"Result saved as {self.image_path()}" if kind == "image_path" else kind
+
+    def arguments(self, tool_name: str, image: str, slots: Slots) -> str:
+        tool = self.tools[tool_name]
+        if tool_name == "Replace Something From The Photo":
+            return f"{image}, {slots.object}, {slots.object2}"
+        text = getattr(slots, TEXT_ARGUMENT.get(tool_name, "desc"))
+        if not tool["needs_image"]:
+            return text
+        return image if tool["num_args"] == 1 else f"{image}, {text}"
+
+    # ---- samples -------------------------------------------------------------------------------
+    def tool_steps(self, tool_name: str, image: str, slots: Slots) -> list[tuple[str, str, str]]:
+        """(tool, arguments, observation) for the gold tool and, first, its prerequisite if any."""
+        steps = []
+        prerequisite = self.tools[tool_name]["prerequisite"]
+        if prerequisite:
+            observation = self.observation(prerequisite)
+            steps.append((prerequisite, image, observation))
+            image = observation.removeprefix("Result saved as ")
+        steps.append((tool_name, self.arguments(tool_name, image, slots), self.observation(tool_name)))
+        return steps
+
+    def tool_sample(self, kind: str) -> dict:
+        candidates = [n for n, t in self.tools.items() if bool(t["prerequisite"]) == (kind == "two_step")]
+        tool_name = self.rng.choice(candidates)
+        slots = self.slots()
+        image = self.image_path()
+        history = image_turn(image, slots.caption) if self.tools[tool_name]["needs_image"] or self.rng.random() < 0.3 else ""
+        steps = self.tool_steps(tool_name, image, slots)
+        required = [name for name, _, _ in steps]
+        prompt = build_prompt(self.tool_list(required), self.request(tool_name, slots), history)
+        trace = "".join(self.step_format.format(tool_name=n, args=a) + o + "\n" for n, a, o in steps)
+        final = steps[-1][2]
+        return {"kind": kind, "gold_tool": tool_name, "instruction": prompt,
+                "output": trace + self.final_format.format(response=final), "_steps": steps, "_final": final}
+
+    def context_sample(self) -> dict:
+        base = self.tool_sample(self.rng.choice(["tool", "two_step"]))
+        steps = base["_steps"]
+        cut = self.rng.randint(1, len(steps))  # steps already taken; the target is turn number `cut`
+        done = "".join(self.step_format.format(tool_name=n, args=a).removesuffix("Observation:\n") + f"Observation: {o}\n" for n, a, o in steps[:cut])
+        if cut < len(steps):
+            name, args, _ = steps[cut]
+            target = self.step_format.format(tool_name=name, args=args)
+        else:
+            target = self.final_format.format(response=base["_final"])
+        return {**base, "kind": "context", "instruction": base["instruction"] + done, "output": target}
+
+    def negative_sample(self, question: str) -> dict:
+        tools = self.tool_list([])
+        history = image_turn(self.image_path(), self.slots().caption) if self.rng.random() < 0.3 else ""
+        return {"kind": "negative", "gold_tool": None, "instruction": build_prompt(tools, question, history), "question": question}
+
+    def general_question(self) -> str:
+        if self.rng.random() < 0.4:
+            return self.rng.choice(STANDALONE_QUESTIONS)
+        return self.rng.choice(GENERAL_QUESTION_TEMPLATES).format(topic=self.rng.choice(GENERAL_TOPICS))
+
+
+def build_samples(n: int, seed: int, answer_questions: Callable[[list[str]], list[str]]) -> list[dict]:
+    builder = SampleBuilder(seed, answer_questions)
+    kinds = builder.rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()), k=n)
+    samples = []
+    for kind in kinds:
+        if kind == "negative":
+            samples.append(builder.negative_sample(builder.general_question()))
+        elif kind == "context":
+            samples.append(builder.context_sample())
+        else:
+            samples.append(builder.tool_sample(kind))
+    questions = sorted({s["question"] for s in samples if s["kind"] == "negative"})
+    answers = dict(zip(questions, answer_questions(questions))) if questions else {}
+    rows = []
+    for index, sample in enumerate(samples):
+        if sample["kind"] == "negative":
+            sample["output"] = builder.final_format.format(response=answers[sample.pop("question")])
+        parts = split_prompt(sample["instruction"])
+        rows.append({
+            "id": f"seed{seed}-{index}", "kind": sample["kind"], "gold_tool": sample["gold_tool"],
+            "system_prompt": parts.system_prompt, "edge_prompt": parts.edge_prompt,
+            "instruction": sample["instruction"], "output": sample["output"],
+        })
+    return rows
+
+
+def write_jsonl(rows: list[dict], directory: Path, name: str = "train.jsonl") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    temporary = path.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    temporary.replace(path)
+    return path

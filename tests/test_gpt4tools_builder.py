@@ -1,0 +1,96 @@
+"""The training-data builder: parseable targets, no test-set leakage, no unseen tools, determinism."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from datasets import load_dataset
+
+from eval_gpt4tools.__main__ import main
+from eval_gpt4tools.builder import build_samples, like_phrases
+from eval_gpt4tools.data import DEFAULT_TEST_FILE, gold_tool, load_test_items
+from eval_gpt4tools.negative_answers import answer_with_model
+from eval_gpt4tools.scorer import score_item
+from tools import seen_tools, split_prompt
+
+N, SEED = 400, 11
+_answers: dict[str, str] = {}
+
+
+def real_model_answers(questions: list[str]) -> list[str]:
+    """The real default model's answers, computed once per question for the whole module."""
+    missing = [q for q in questions if q not in _answers]
+    if missing:
+        _answers.update(zip(missing, answer_with_model(missing)))
+    return [_answers[q] for q in questions]
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return build_samples(N, SEED, real_model_answers)
+
+
+def test_every_target_parses_and_scores_itself(rows):
+    assert {r["kind"] for r in rows} == {"tool", "two_step", "negative", "context"}
+    for row in rows:
+        result = score_item(row["output"], row["output"])
+        assert result.success == 1.0, row
+        assert row["output"].startswith("Thought: Do I need to use a tool? ")
+        assert split_prompt(row["instruction"]).system_prompt == row["system_prompt"]
+
+
+def test_two_step_samples_call_the_prerequisite_first(rows):
+    prerequisite = {t["name"]: t["prerequisite"] for t in seen_tools()}
+    for row in (r for r in rows if r["kind"] == "two_step"):
+        actions = re.findall(r"Action: (.*)", row["output"])
+        assert actions == [prerequisite[row["gold_tool"]], row["gold_tool"]]
+        first_observation = re.search(r"Observation:\n(.*)", row["output"]).group(1)
+        second_input = re.findall(r"Action Input: (.*)", row["output"])[1]
+        assert second_input.split(",")[0] == first_observation.removeprefix("Result saved as ")
+
+
+def test_negatives_carry_real_answers(rows):
+    negatives = [r for r in rows if r["kind"] == "negative"]
+    assert negatives
+    answers = {re.search(r"AI: (.*)", r["output"]).group(1) for r in negatives}
+    assert len(answers) > 1 and all(len(a.split()) >= 3 for a in answers)
+
+
+def test_requests_are_varied(rows):
+    requests = {re.search(r"New input: (.*)", r["instruction"]).group(1) for r in rows if r["kind"] == "tool"}
+    assert len(requests) > 0.8 * sum(r["kind"] == "tool" for r in rows)
+    assert like_phrases(next(t for t in seen_tools() if t["name"] == "Edge Detection On Image")["description"])
+
+
+def test_deterministic_for_a_seed(rows):
+    assert build_samples(N, SEED, real_model_answers) == rows
+    assert build_samples(N, SEED + 1, real_model_answers) != rows
+
+
+@pytest.mark.skipif(not DEFAULT_TEST_FILE.is_file(), reason=f"GPT4Tools test set not found at {DEFAULT_TEST_FILE} (../shared is absent)")
+def test_no_test_set_text_and_no_unseen_tool(rows):
+    items = load_test_items()
+    unseen = {gold_tool(i) for i in items} - {t["name"] for t in seen_tools()} - {"(no tool)"}
+    assert len(unseen) == 8
+    built = "\n".join(r["instruction"] + r["output"] for r in rows)
+    for tool in unseen:  # as a listed tool or as an action ("Detection" is also part of seen names)
+        assert f"> {tool}:" not in built and f"Action: {tool}\n" not in built and f" {tool}," not in built
+    for item in items:
+        user = split_prompt(item["instruction"]).user
+        request = re.search(r"New input: (.*)", user).group(1).strip()
+        assert request not in built
+        caption = re.search(r"Description: (.*) Understand the image", user)
+        if caption:
+            assert caption.group(1).strip() not in built
+
+
+def test_cli_writes_jsonl_that_datasets_loads(tmp_path, capsys):
+    assert main(["build-data", "--out", str(tmp_path), "--n", "12", "--seed", "3"]) == 0
+    assert "12 samples written" in capsys.readouterr().out
+    dataset = load_dataset("json", data_files=str(tmp_path / "train.jsonl"), split="train")
+    assert len(dataset) == 12 and {"system_prompt", "edge_prompt", "output", "kind"} <= set(dataset.column_names)
+    assert not list(tmp_path.glob("*.tmp"))
+    first = json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])
+    assert first["id"] == "seed3-0"
