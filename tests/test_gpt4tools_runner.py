@@ -1,0 +1,55 @@
+"""The runner on the real default model: outputs, resumption, loragen bookkeeping."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval_gpt4tools.data import DEFAULT_TEST_FILE
+from eval_gpt4tools.runner import PREDICTIONS_LOG, RunConfig, RunConfigError, run
+
+pytestmark = [
+    pytest.mark.real_model,
+    pytest.mark.skipif(not DEFAULT_TEST_FILE.is_file(), reason=f"GPT4Tools test set not found at {DEFAULT_TEST_FILE} (../shared is absent)"),
+]
+BUDGET = 12  # new tokens: enough to see the format, short enough for CI
+
+
+def test_icl_run_writes_outputs_and_resumes(tmp_path):
+    out = tmp_path / "icl"
+    first = run(RunConfig(mode="icl", out=out, limit=2, max_new_tokens=BUDGET))
+    assert first.metrics["n_items"] == 2 and first.metrics["compression"] == pytest.approx(1.0)
+    for name in ("predictions.json", "metrics.json", "table.md", "chart.png", PREDICTIONS_LOG):
+        assert (out / name).is_file(), name
+    assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Interrupt: keep one finished item and a line cut off mid-write, then rerun with a larger limit.
+    log = (out / PREDICTIONS_LOG).read_text().splitlines()
+    kept = json.loads(log[0])
+    (out / PREDICTIONS_LOG).write_text(log[0] + "\n" + log[1][:20])
+    resumed = run(RunConfig(mode="icl", out=out, limit=3, max_new_tokens=BUDGET))
+    records = [json.loads(line) for line in (out / PREDICTIONS_LOG).read_text().splitlines()]
+    assert len(records) == 3 and records[0] == kept  # the finished item was not run again
+    assert resumed.metrics["n_items"] == 3
+    assert [p["id"] for p in json.loads((out / "predictions.json").read_text())] == [r["id"] for r in records]
+
+    with pytest.raises(RunConfigError, match="different configuration"):
+        run(RunConfig(mode="icl", out=out, limit=3, max_new_tokens=BUDGET + 1))
+
+
+def test_loragen_run_uses_the_edge_prompt_and_records_the_adapter(tmp_path, loragen_home):
+    summary = run(RunConfig(mode="loragen", out=tmp_path / "lg", limit=1, max_new_tokens=BUDGET))
+    metrics = summary.metrics
+    assert metrics["compression"] > 4.0
+    assert metrics["mean_edge_prompt_tokens"] < metrics["mean_full_prompt_tokens"]
+    assert metrics["median_adapter_generation_s"] > 0
+    record = json.loads((tmp_path / "lg" / PREDICTIONS_LOG).read_text())
+    assert record["adapter_cache_hit"] is False
+
+
+def test_mode_arguments_are_checked(tmp_path):
+    with pytest.raises(RunConfigError, match="needs --adapter"):
+        RunConfig(mode="lora", out=tmp_path)
+    with pytest.raises(RunConfigError, match="Unknown mode"):
+        RunConfig(mode="zero-shot", out=tmp_path)
