@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +18,7 @@ from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic import atomic_directory
 from .lora_math import apply_lora_functionally, merge_lora, unmerge_lora
 
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
@@ -98,10 +96,7 @@ class GeneratedLoRA:
         """Write a PEFT LoRA directory atomically (a temporary directory renamed into place)."""
         self._require_single()
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-        staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary directory
-        try:
+        with atomic_directory(directory) as staging:
             config = LoraConfig(
                 r=self.r,
                 lora_alpha=self.lora_alpha,
@@ -117,11 +112,6 @@ class GeneratedLoRA:
                 tensors[f"{_PEFT_PREFIX}{name}.lora_A.weight"] = self.lora_a[name][0].detach().contiguous().cpu()
                 tensors[f"{_PEFT_PREFIX}{name}.lora_B.weight"] = self.lora_b[name][0].detach().contiguous().cpu()
             save_file(tensors, staging / PEFT_WEIGHTS_FILE, metadata={"format": "pt", "loragen_hash": self.content_hash()})
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(staging, directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return directory
 
     @classmethod

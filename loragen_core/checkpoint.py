@@ -9,15 +9,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from .atomic import atomic_directory
 from .config import LoRAGenConfig
 from .generator import LoRAGenerator
 from .lora_math import LoRATarget, find_lora_targets
@@ -48,22 +46,13 @@ def build_generator(config: LoRAGenConfig, edge_targets: list[LoRATarget] | None
 
 
 def save_generator(generator: LoRAGenerator, directory: str | Path) -> Path:
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary directory
-    try:
+    with atomic_directory(directory) as staging:
         generator.config.save(staging)
         (staging / EDGE_TARGETS_FILE).write_text(
             json.dumps([dataclasses.asdict(t) for t in generator.edge_targets], indent=1) + "\n"
         )
         state = {k: v.detach().contiguous().cpu() for k, v in generator.trainable_state_dict().items()}
         save_file(state, staging / GENERATOR_WEIGHTS_FILE, metadata={"format": "pt"})
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 

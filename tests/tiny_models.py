@@ -31,27 +31,22 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
-def save_tiny_llama(directory: Path, seed: int = 0) -> Path:
+def _save_tiny(directory: Path, config_class, model_class, hidden: int, intermediate: int, seed: int) -> Path:
     tokenizer = tiny_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+    config = config_class(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(directory)
+    model_class(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def save_tiny_llama(directory: Path, seed: int = 0) -> Path:
+    return _save_tiny(directory, LlamaConfig, LlamaForCausalLM, hidden=32, intermediate=48, seed=seed)
 
 
 def save_tiny_qwen2(directory: Path, seed: int = 1) -> Path:
-    tokenizer = tiny_tokenizer()
-    config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=24, intermediate_size=40, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    Qwen2ForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return _save_tiny(directory, Qwen2Config, Qwen2ForCausalLM, hidden=24, intermediate=40, seed=seed)

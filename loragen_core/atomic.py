@@ -1,0 +1,32 @@
+"""Write a directory all at once: build it under a temporary name, then rename it into place.
+
+An interruption leaves either the old directory or the new one, never a half-written one; the
+temporary directory is removed on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary directory
+    try:
+        yield staging
+        if target.exists():
+            # Move the old copy aside first so that no mix of old and new is ever visible.
+            trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=target.parent))
+            os.replace(target, trash / target.name)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
