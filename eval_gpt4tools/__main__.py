@@ -33,13 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
 
     score_cmd = commands.add_parser("score", help="Score predictions: SR_t, SR_act, SR_args, SR, IoU.")
-    score_cmd.add_argument("--data", type=Path, default=None, help="Ground-truth GPT4Tools JSON.")
+    # SUPPRESS: a subcommand without --data keeps one given before the subcommand.
+    score_cmd.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="Ground-truth GPT4Tools JSON.")
     score_cmd.add_argument("--predictions", type=Path, required=True, help='JSON list of {"id", "output"}.')
     score_cmd.add_argument("--json", action="store_true", help="Print one JSON object instead of a table.")
 
     run_cmd = commands.add_parser("run", help="Run one mode over the test set.", description=_runner_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
     run_cmd.add_argument("--mode", choices=MODES, required=True)
-    run_cmd.add_argument("--data", type=Path, default=None, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
+    run_cmd.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
     run_cmd.add_argument("--limit", type=int, default=None, help="Deterministic subset of N items, stratified by gold tool.")
     run_cmd.add_argument("--out", type=Path, default=None, help="Run directory (default runs/gpt4tools/<mode>); rerun to resume.")
     run_cmd.add_argument("--adapter", type=Path, default=None, help="PEFT LoRA directory (mode lora).")

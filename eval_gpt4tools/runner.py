@@ -111,8 +111,11 @@ def run(config: RunConfig) -> RunSummary:
     identity_path.write_text(json.dumps(config.identity(), indent=2))
     log_path = config.out / PREDICTIONS_LOG
     done = _read_log(log_path)
-    # Rewrite the log without any damaged line before appending to it.
-    log_path.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+    # Rewrite the log without any damaged line before appending to it; via a temporary file, so an
+    # interruption here cannot lose the items already done.
+    rewritten = log_path.with_suffix(".jsonl.tmp")
+    rewritten.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+    rewritten.replace(log_path)
     todo = [item for item in items if item["id"] not in done]
 
     wall_start = time.perf_counter()
@@ -136,12 +139,12 @@ def _run_items(config: RunConfig, todo: list[dict], done: dict, log_path: Path) 
     with log_path.open("a") as log, tqdm(todo, desc=config.label, unit="item") as progress:
         for item in progress:
             text, system_prompt = edge_text(config, item["instruction"])
-            adapter_seconds, cache_hit = 0.0, None
+            adapter_seconds, merge_seconds, cache_hit = 0.0, 0.0, None
             if service is not None:
                 result = service.adapter_for(system_prompt)
                 adapter_seconds, cache_hit = result.seconds, result.cache_hit
                 if edge.active_adapter != result.adapter_hash:
-                    adapter_seconds += edge.specialize(result.adapter)
+                    merge_seconds = edge.specialize(result.adapter)
             completion = edge.complete(text, max_new_tokens=config.max_new_tokens)
             record = {
                 "id": item["id"],
@@ -151,6 +154,7 @@ def _run_items(config: RunConfig, todo: list[dict], done: dict, log_path: Path) 
                 "new_tokens": completion.new_tokens,
                 "latency_s": completion.seconds,
                 "adapter_s": adapter_seconds,
+                "merge_s": merge_seconds,
                 "adapter_cache_hit": cache_hit,
             }
             log.write(json.dumps(record) + "\n")

@@ -66,6 +66,8 @@ def test_score_cli_json_and_errors(tmp_path, capsys):
     preds = _write(tmp_path / "p.json", [{"id": 0, "output": GOLD}, {"id": 1, "output": NO_SORRY}])
     assert main(["score", "--data", str(gold), "--predictions", str(preds), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
+    assert main(["--data", str(gold), "score", "--predictions", str(preds), "--json"]) == 0  # --data before the subcommand
+    assert json.loads(capsys.readouterr().out) == printed
     # pycocoevalcap's smoothing constants keep a perfect BLEU-1 a hair below 1.
     assert printed == pytest.approx({"SR_t": 1.0, "SR_act": 1.0, "SR_args": 1.0, "SR": 1.0, "IoU": 1.0, "n": 2}, abs=1e-8)
 
