@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--out", type=Path, required=True, help="Directory for train.jsonl (datasets.load_dataset('json')).")
     build.add_argument("--n", type=int, default=2000, help="Number of samples.")
     build.add_argument("--seed", type=int, default=0, help="Seed: the same seed gives the same file.")
+    build.add_argument(
+        "--tool-sets", type=int, default=None,
+        help="Draw tool lists from a pool of at most this many (default: a fresh list per sample). Fewer "
+        "distinct system prompts make training with a frozen, cached cloud LM cheap.",
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -109,10 +114,14 @@ def _build_data(args) -> int:
 
     if args.n < 1:
         raise ValueError("--n must be at least 1.")
-    rows = build_samples(args.n, args.seed, answer_with_model)
+    if args.tool_sets is not None and args.tool_sets < 1:
+        raise ValueError("--tool-sets must be at least 1.")
+    rows = build_samples(args.n, args.seed, answer_with_model, tool_sets=args.tool_sets)
     path = write_jsonl(rows, args.out)
     kinds = Counter(r["kind"] for r in rows)
-    print(f"{len(rows)} samples written to {path}: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    prompts = len({r["system_prompt"] for r in rows})
+    print(f"{len(rows)} samples, {prompts} distinct system prompts, written to {path}: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     return 0
 
 

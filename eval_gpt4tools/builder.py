@@ -84,8 +84,12 @@ def request_templates(tool: dict) -> list[str]:
 
 
 class SampleBuilder:
-    def __init__(self, seed: int, answer_questions: Callable[[list[str]], list[str]]):
+    def __init__(self, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None):
         self.rng = random.Random(seed)
+        # At most `tool_sets` distinct tool lists (None: a fresh list per sample). A pool makes many
+        # samples share one system prompt, so a frozen cloud LM reads each distinct prompt only once.
+        self.tool_sets = tool_sets
+        self.tool_set_pool: list[list[str]] = []
         self.tools = {t["name"]: t for t in seen_tools()}
         self.answer_questions = answer_questions
         self.templates = {name: request_templates(tool) for name, tool in self.tools.items()}
@@ -114,11 +118,23 @@ class SampleBuilder:
         return text[0].upper() + text[1:] + ("?" if text.startswith(("Could", "Can")) else ".")
 
     def tool_list(self, required: list[str]) -> list[tuple[str, str]]:
-        total = self.rng.randint(max(2, len(required)), 5)
-        others = [n for n in self.tools if n not in required]
-        names = required + self.rng.sample(others, total - len(required))
-        self.rng.shuffle(names)
+        names = self.pooled_tool_list(required) if self.tool_sets else None
+        if names is None:
+            total = self.rng.randint(max(2, len(required)), 5)
+            others = [n for n in self.tools if n not in required]
+            names = required + self.rng.sample(others, total - len(required))
+            self.rng.shuffle(names)
+            if self.tool_sets and len(self.tool_set_pool) < self.tool_sets:
+                self.tool_set_pool.append(names)
         return [(n, self.tools[n]["description"]) for n in names]
+
+    def pooled_tool_list(self, required: list[str]) -> list[str] | None:
+        """A pooled tool list holding every required tool; None while the pool may still grow and a
+        coin flip says grow it, or when no pooled list fits."""
+        if len(self.tool_set_pool) < self.tool_sets and self.rng.random() < 0.5:
+            return None
+        fitting = [names for names in self.tool_set_pool if set(required) <= set(names)]
+        return list(self.rng.choice(fitting)) if fitting else None
 
     def observation(self, tool_name: str) -> str:
         kind = self.tools[tool_name]["observation"]
@@ -182,8 +198,10 @@ class SampleBuilder:
         return self.rng.choice(GENERAL_QUESTION_TEMPLATES).format(topic=self.rng.choice(GENERAL_TOPICS))
 
 
-def build_samples(n: int, seed: int, answer_questions: Callable[[list[str]], list[str]]) -> list[dict]:
-    builder = SampleBuilder(seed, answer_questions)
+def build_samples(
+    n: int, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None
+) -> list[dict]:
+    builder = SampleBuilder(seed, answer_questions, tool_sets)
     kinds = builder.rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()), k=n)
     samples = []
     for kind in kinds:

@@ -45,13 +45,17 @@ def build_generator(config: LoRAGenConfig, edge_targets: list[LoRATarget] | None
     return LoRAGenerator(config, cloud.model, cloud.tokenizer, edge_targets or edge_targets_for(config))
 
 
-def save_generator(generator: LoRAGenerator, directory: str | Path) -> Path:
+def save_generator(generator: LoRAGenerator, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write a checkpoint atomically; `dtype=torch.bfloat16` halves it for shipping (loading casts
+    back to the generator's float32 parameters)."""
     with atomic_directory(directory) as staging:
         generator.config.save(staging)
         (staging / EDGE_TARGETS_FILE).write_text(
             json.dumps([dataclasses.asdict(t) for t in generator.edge_targets], indent=1) + "\n"
         )
         state = {k: v.detach().contiguous().cpu() for k, v in generator.trainable_state_dict().items()}
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         save_file(state, staging / GENERATOR_WEIGHTS_FILE, metadata={"format": "pt"})
     return directory
 

@@ -181,7 +181,14 @@ class LoRAGenerator(nn.Module):
         return hidden.last_hidden_state[:, -self.n_layers :, :].to(self.meta_tokens.dtype)
 
     def forward(self, system_prompts: list[str]) -> GeneratorOutput:
-        states = self.meta_states(system_prompts)
+        return self.from_meta_states(self.meta_states(system_prompts))
+
+    def from_meta_states(self, states: torch.Tensor) -> GeneratorOutput:
+        """Routers → gates → expert mix, from (batch, L, cloud_width) meta states.
+
+        Split from `forward` so a trainer with a frozen cloud LM and frozen meta tokens can compute
+        each system prompt's states once and reuse them (the states are then a pure function of it).
+        """
         logits = torch.stack([router(states[:, i, :]) for i, router in enumerate(self.routers)], dim=1)
         gates = keep_top_k(logits, self.config.top_k)
         mixed_a, mixed_b = self.experts.mix(gates)
@@ -199,6 +206,11 @@ class LoRAGenerator(nn.Module):
             return self([system_prompt]).adapter.detach()
         finally:
             self.train(was_training)
+
+    @property
+    def reads_prompts_with_frozen_cloud(self) -> bool:
+        """True when nothing before the routers trains: meta states can then be cached per prompt."""
+        return not (self.config.train_cloud_lora or self.config.train_meta_tokens)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything a checkpoint must hold: all but the frozen cloud base weights."""

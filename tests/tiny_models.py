@@ -18,6 +18,10 @@ CORPUS = [
     "Human: Provide an image named cache/xyzxyzxy.png. Description: a dog on a couch. AI: Received.",
     "Answer the question with one word. The quick brown fox jumps over the lazy dog.",
 ]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|endoftext|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -28,7 +32,10 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
         vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tokenizer.train_from_iterator(CORPUS * 4, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    # A ChatML template like SmolLM2's, so EdgeModel and the trainer format tiny models as the real one.
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
 
 
 def _save_tiny(directory: Path, config_class, model_class, hidden: int, intermediate: int, seed: int) -> Path:

@@ -1,0 +1,268 @@
+"""Train a LoRA-Gen generator (or the vanilla LoRA baseline) on (system prompt, edge prompt, output) data.
+
+    python -m loragen_core.train --data runs/data/gpt4tools-train/train.jsonl --out runs/train/loragen
+    python -m loragen_core.train --method lora --prompt full --data ... --out runs/train/lora-full
+    accelerate launch --num_processes 8 -m loragen_core.train --recipe paper --data ... --out ...
+
+Built on accelerate: one CPU process by default, DDP/FSDP under `accelerate launch`. AdamW with linear
+warm-up then cosine decay; L_LM and L_cv are logged apart (`log.jsonl`, the progress bar). Every
+`--save-every` steps the run directory gets an atomic checkpoint; rerunning the same command resumes
+from it, reading exactly the batches an uninterrupted run would have read.
+
+Run directory:
+    train_config.json   the resolved configuration (a resume must match it)
+    checkpoint/         model weights + optimizer/scheduler/step, replaced atomically
+    log.jsonl           one line per step: step, lr, loss, lm, cv, seconds
+    meta_states.pt      (cpu recipe) the cloud LM's meta states per distinct system prompt
+    final/              the result: a generator checkpoint (bf16) or a PEFT adapter, with README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file
+from torch import nn
+from tqdm import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from .atomic import atomic_directory
+from .checkpoint import GENERATOR_WEIGHTS_FILE, build_generator, save_generator
+from .config import LoRAGenConfig
+from .generator import LoRAGenerator
+from .meta_state_cache import MetaStateCache
+from .model_loading import load_causal_lm
+from .objective import LossParts, answer_only_lm_loss, loragen_loss
+from .train_config import TrainConfig
+from .train_data import batch_indices, collate, encode_rows, load_rows
+from .train_report import write_model_card
+
+CHECKPOINT_DIR = "checkpoint"
+FINAL_DIR = "final"
+TRAINER_STATE_FILE = "trainer_state.pt"
+LOG_FILE = "log.jsonl"
+
+
+class LoRAGenTrainable(nn.Module):
+    """Generator + frozen edge model; forward(batch) → L_LM + L_cv."""
+
+    def __init__(self, generator: LoRAGenerator, edge_model: nn.Module, states: MetaStateCache | None):
+        super().__init__()
+        self.generator = generator
+        self.edge = edge_model
+        self.states = states
+
+    def forward(self, batch: dict) -> LossParts:
+        meta = self.states.stack(batch["system_prompts"]) if self.states else None
+        return loragen_loss(
+            self.generator, self.edge, batch["system_prompts"], batch["input_ids"], batch["attention_mask"],
+            batch["labels"], meta_states=meta,
+        )
+
+
+class LoRATrainable(nn.Module):
+    """A peft LoRA on the edge FFNs: the vanilla baseline, trained on the same examples."""
+
+    def __init__(self, peft_model: nn.Module):
+        super().__init__()
+        self.peft_model = peft_model
+
+    def forward(self, batch: dict) -> LossParts:
+        lm = answer_only_lm_loss(self.peft_model.get_base_model(), batch["input_ids"], batch["attention_mask"], batch["labels"])
+        return LossParts(total=lm, lm=lm, cv=torch.zeros((), device=lm.device))
+
+
+def generator_config(config: TrainConfig) -> LoRAGenConfig:
+    return LoRAGenConfig(
+        cloud_model=config.cloud_model, edge_model=config.edge_model, n_experts=config.n_experts, top_k=config.top_k,
+        r=config.r, lora_alpha=float(config.r), cv_alpha=config.cv_alpha, train_cloud_lora=config.train_cloud_lora,
+        train_meta_tokens=config.train_meta_tokens, train_routers=config.train_routers, train_experts=config.train_experts,
+        seed=config.seed,
+    )
+
+
+def build_trainable(config: TrainConfig, out: Path, examples: list, show_progress: bool) -> nn.Module:
+    edge = load_causal_lm(config.edge_model).model
+    edge.requires_grad_(False)
+    if config.method == "lora":
+        lora = LoraConfig(
+            r=config.r, lora_alpha=config.r, lora_dropout=0.05, target_modules=list(LoRAGenConfig().ffn_module_names), bias="none"
+        )
+        return LoRATrainable(get_peft_model(edge, lora))
+    generator = build_generator(generator_config(config))
+    states = None
+    if generator.reads_prompts_with_frozen_cloud:
+        states = MetaStateCache(generator, out / "meta_states.pt")
+        states.fill(sorted({e.system_prompt for e in examples}), show_progress=show_progress)
+    return LoRAGenTrainable(generator, edge, states)
+
+
+def save_model(trainable: nn.Module, directory: Path, dtype: torch.dtype | None = None) -> None:
+    if isinstance(trainable, LoRAGenTrainable):
+        save_generator(trainable.generator, directory, dtype=dtype)
+    else:
+        with atomic_directory(directory) as staging:
+            trainable.peft_model.save_pretrained(staging)
+
+
+def load_model_weights(trainable: nn.Module, directory: Path) -> None:
+    if isinstance(trainable, LoRAGenTrainable):
+        missing, unexpected = trainable.generator.load_state_dict(load_file(directory / GENERATOR_WEIGHTS_FILE), strict=False)
+        if unexpected:
+            raise RuntimeError(f"Checkpoint {directory} has unexpected tensors {unexpected[:3]}.")
+    else:
+        set_peft_model_state_dict(trainable.peft_model, load_file(directory / "adapter_model.safetensors"))
+
+
+def save_checkpoint(trainable, optimizer, scheduler, step: int, out: Path) -> None:
+    with atomic_directory(out / CHECKPOINT_DIR) as staging:
+        save_model(trainable, staging / "model")
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "rng": rng},
+                   staging / TRAINER_STATE_FILE)
+
+
+def resume_step(trainable, optimizer, scheduler, out: Path) -> int:
+    checkpoint = out / CHECKPOINT_DIR
+    if not (checkpoint / TRAINER_STATE_FILE).is_file():
+        return 0
+    load_model_weights(trainable, checkpoint / "model")
+    state = torch.load(checkpoint / TRAINER_STATE_FILE, weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    # Dropout draws continue where they stopped, so a resumed run equals an uninterrupted one.
+    torch.set_rng_state(state["rng"]["cpu"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["rng"]["cuda"])
+    return int(state["step"])
+
+
+def rewrite_log(out: Path, keep_before: int) -> None:
+    """Drop log lines of steps that will run again after a resume (written after the checkpoint)."""
+    path = out / LOG_FILE
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] < keep_before]
+    temporary = path.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(line + "\n" for line in kept))
+    temporary.replace(path)
+
+
+def check_resume_identity(config: TrainConfig, out: Path) -> None:
+    path = out / "train_config.json"
+    if path.exists():
+        previous = TrainConfig(**json.loads(path.read_text()))
+        if previous.resume_identity() != config.resume_identity():
+            changed = sorted(k for k, v in config.resume_identity().items() if previous.resume_identity().get(k) != v)
+            raise ValueError(f"{out} holds a run with other settings ({', '.join(changed)}); use another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(path)
+
+
+def train(config: TrainConfig) -> Path:
+    """Run (or resume) training; returns the final model directory."""
+    accelerator = Accelerator()
+    out = Path(config.out)
+    if accelerator.is_main_process:
+        check_resume_identity(config, out)
+    accelerator.wait_for_everyone()
+    torch.manual_seed(config.seed + accelerator.process_index)
+
+    rows = load_rows(config.data, need_instruction=config.prompt_field == "instruction")
+    tokenizer = load_causal_lm(config.edge_model).tokenizer
+    examples, dropped = encode_rows(rows, tokenizer, config.prompt_field, config.max_edge_tokens)
+    trainable = build_trainable(config, out, examples, show_progress=accelerator.is_main_process)
+    parameters = [p for p in trainable.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+    start = resume_step(trainable, optimizer, scheduler, out)
+    trainable, optimizer, scheduler = accelerator.prepare(trainable, optimizer, scheduler)
+    trainable.train()
+    if accelerator.is_main_process:
+        rewrite_log(out, keep_before=start)
+        n_trainable = sum(p.numel() for p in parameters)
+        print(f"{config.method}: {len(examples)} examples ({dropped} over {config.max_edge_tokens} tokens dropped), "
+              f"{n_trainable / 1e6:.1f}M trainable parameters, steps {start}→{config.steps}", file=sys.stderr)
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    world, rank = accelerator.num_processes, accelerator.process_index
+    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=f"train {config.method}",
+                    disable=not accelerator.is_main_process)
+    for step in progress:
+        started = time.perf_counter()
+        indices = batch_indices(len(examples), config.batch_size * world, step, config.seed)
+        batch = collate([examples[i] for i in indices[rank * config.batch_size : (rank + 1) * config.batch_size]], pad_id)
+        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        parts = trainable(batch)
+        if not torch.isfinite(parts.total):
+            raise FloatingPointError(f"Loss became {parts.total.item()} at step {step}; lower --lr.")
+        accelerator.backward(parts.total)
+        accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if accelerator.is_main_process:
+            record = {"step": step, "lr": scheduler.get_last_lr()[0], "loss": parts.total.item(), "lm": parts.lm.item(),
+                      "cv": parts.cv.item(), "seconds": round(time.perf_counter() - started, 3)}
+            with open(out / LOG_FILE, "a") as log:
+                log.write(json.dumps(record) + "\n")
+            progress.set_postfix(loss=f"{record['loss']:.3f}", lm=f"{record['lm']:.3f}", cv=f"{record['cv']:.4f}")
+            if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+                save_checkpoint(accelerator.unwrap_model(trainable), optimizer, scheduler, step + 1, out)
+        accelerator.wait_for_everyone()
+
+    final = out / FINAL_DIR
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(trainable)
+        unwrapped.eval()
+        save_model(unwrapped, final, dtype=torch.bfloat16 if config.method == "loragen" else None)
+        write_model_card(config, rows, len(examples), dropped, out, final)
+        print(f"Final {config.method} model written to {final}", file=sys.stderr)
+    return final
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m loragen_core.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for spec in dataclasses.fields(TrainConfig):
+        flag = "--" + spec.name.replace("_", "-")
+        help_text = spec.metadata.get("help", "")
+        if spec.name == "data":
+            parser.add_argument(flag, nargs="+", required=True, help=help_text)
+        elif spec.type in ("bool | None", "bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            kind = {"int": int, "int | None": int, "float": float, "float | None": float}.get(spec.type, str)
+            parser.add_argument(flag, type=kind, default=None, help=help_text + f" (default: {_default_text(spec)})")
+    values = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    return TrainConfig(**values)
+
+
+def _default_text(spec: dataclasses.Field) -> str:
+    if spec.default is None:
+        return "from --recipe"
+    return str(spec.default)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import user_errors
+
+    with user_errors():
+        config = parse_args(argv)
+        train(config)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Training data: JSON lines of (system prompt, edge prompt, output) → edge-model token batches.
+
+Each row needs `system_prompt` (what the generator reads), `edge_prompt` (what the edge model still
+sees) and `output` (the answer to learn); `instruction` (the full prompt) is needed only to train the
+in-context LoRA baseline. `python -m eval_gpt4tools build-data` writes such files.
+
+The edge sequence is the chat-formatted user turn exactly as `EdgeModel.chat_input_ids` builds it at
+inference, then the answer and the end-of-turn token; only the answer is labelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from datasets import load_dataset
+from transformers import PreTrainedTokenizerBase
+
+from .objective import IGNORE_INDEX
+
+REQUIRED_FIELDS = ("system_prompt", "edge_prompt", "output")
+
+
+class TrainingDataError(ValueError):
+    """The training data is missing, unreadable or lacks a required field."""
+
+
+@dataclass(frozen=True)
+class EdgeExample:
+    system_prompt: str
+    input_ids: list[int]
+    labels: list[int]
+
+
+def load_rows(paths: list[str | Path], need_instruction: bool = False) -> list[dict]:
+    files = [str(p) for p in paths]
+    for path in files:
+        if not Path(path).is_file():
+            raise TrainingDataError(f"Training data {path} does not exist; build it with `python -m eval_gpt4tools build-data --out DIR`.")
+    try:
+        rows = load_dataset("json", data_files=files, split="train").to_list()
+    except Exception as error:  # datasets raises several types for malformed JSON
+        raise TrainingDataError(f"Cannot read {', '.join(files)} as JSON lines: {error}") from error
+    required = REQUIRED_FIELDS + (("instruction",) if need_instruction else ())
+    for index, row in enumerate(rows):
+        missing = [k for k in required if not isinstance(row.get(k), str)]
+        if missing:
+            raise TrainingDataError(f"Row {index} of {', '.join(files)} lacks the text field(s) {missing}.")
+    if not rows:
+        raise TrainingDataError(f"{', '.join(files)} holds no rows.")
+    return rows
+
+
+def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, output: str) -> tuple[list[int], list[int]]:
+    encoded = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    prompt_ids = encoded["input_ids"][0].tolist()
+    answer_ids = tokenizer(output + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+
+
+def encode_rows(
+    rows: list[dict], tokenizer: PreTrainedTokenizerBase, prompt_field: str, max_tokens: int
+) -> tuple[list[EdgeExample], int]:
+    """Encoded examples, and how many were dropped for exceeding `max_tokens` (never truncated:
+    a cut answer would teach the model to stop mid-call)."""
+    examples, dropped = [], 0
+    for row in rows:
+        input_ids, labels = encode_example(tokenizer, row[prompt_field], row["output"])
+        if len(input_ids) > max_tokens:
+            dropped += 1
+            continue
+        examples.append(EdgeExample(row["system_prompt"], input_ids, labels))
+    if not examples:
+        raise TrainingDataError(f"Every example is longer than max_edge_tokens={max_tokens}; raise it.")
+    return examples, dropped
+
+
+def collate(examples: list[EdgeExample], pad_id: int) -> dict:
+    """Right-padded batch: input_ids, attention_mask, labels (-100 on padding), system_prompts."""
+    width = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example.input_ids)
+        input_ids[row, :n] = torch.tensor(example.input_ids)
+        labels[row, :n] = torch.tensor(example.labels)
+        attention_mask[row, :n] = 1
+    return {
+        "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+        "system_prompts": [e.system_prompt for e in examples],
+    }
+
+
+def batch_indices(n_examples: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """The examples of step `step`: a fresh seeded permutation per epoch, so a resumed run reads
+    exactly the batches an uninterrupted one would."""
+    start = step * batch_size
+    indices = []
+    while len(indices) < batch_size:
+        epoch, offset = divmod(start + len(indices), n_examples)
+        order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        take = min(batch_size - len(indices), n_examples - offset)
+        indices.extend(order[offset : offset + take].tolist())
+    return indices

@@ -1,0 +1,66 @@
+"""The model card written beside every trained model: data, recipe, steps, wall time, final losses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+from .train_config import TrainConfig
+
+
+def summarize_log(log_path: Path, last: int = 20) -> dict:
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] if log_path.exists() else []
+    tail = records[-last:]
+    mean = lambda key: sum(r[key] for r in tail) / len(tail) if tail else float("nan")  # noqa: E731
+    return {
+        "steps_logged": len(records),
+        "train_seconds": round(sum(r["seconds"] for r in records), 1),
+        f"final_loss_mean_last_{last}": round(mean("loss"), 4),
+        f"final_lm_mean_last_{last}": round(mean("lm"), 4),
+        f"final_cv_mean_last_{last}": round(mean("cv"), 5),
+        "first_lm": round(records[0]["lm"], 4) if records else None,
+    }
+
+
+def data_summary(config: TrainConfig, rows: list[dict], used: int, dropped: int) -> dict:
+    digest = hashlib.sha256()
+    for path in config.data:
+        digest.update(Path(path).read_bytes())
+    return {
+        "files": list(config.data),
+        "sha256": digest.hexdigest(),
+        "rows": len(rows),
+        "used": used,
+        "dropped_too_long": dropped,
+        "distinct_system_prompts": len({r["system_prompt"] for r in rows}),
+        "kinds": dict(Counter(r.get("kind", "?") for r in rows)),
+        "id_prefixes": sorted({str(r.get("id", "")).split("-")[0] for r in rows})[:5],
+    }
+
+
+def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: int, out: Path, final: Path) -> None:
+    summary = {"config": config.to_dict(), "data": data_summary(config, rows, used, dropped), "training": summarize_log(out / "log.jsonl")}
+    (final / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    data, training = summary["data"], summary["training"]
+    what = "LoRA-Gen generator" if config.method == "loragen" else f"vanilla LoRA baseline ({config.prompt} prompt)"
+    lines = [
+        f"# {what}",
+        "",
+        f"- Edge model: `{config.edge_model}`; cloud model: `{config.cloud_model}`.",
+        f"- Data: {data['rows']} rows from {', '.join(data['files'])} (sha256 {data['sha256'][:16]}…, "
+        f"id prefixes {data['id_prefixes']}), {data['distinct_system_prompts']} distinct system prompts, kinds {data['kinds']}; "
+        f"{data['dropped_too_long']} dropped for length.",
+        f"- Recipe `{config.recipe}`: lr {config.lr}, batch {config.batch_size}, warm-up {config.warmup_steps}, "
+        f"cosine to step {config.steps}, weight decay {config.weight_decay}, seed {config.seed}; "
+        f"trained: cloud LoRA {config.train_cloud_lora}, meta tokens {config.train_meta_tokens}, routers {config.train_routers}, "
+        f"experts {config.train_experts}; n_experts {config.n_experts}, top_k {config.top_k}, r {config.r}, cv_alpha {config.cv_alpha}.",
+        f"- Steps logged: {training['steps_logged']}; summed step time {training['train_seconds']} s.",
+        f"- L_LM first step {training['first_lm']}, mean of the last 20 steps {training['final_lm_mean_last_20']}; "
+        f"L_cv {training['final_cv_mean_last_20']}.",
+        "",
+        "Full details: `training_summary.json`.",
+        "",
+    ]
+    (final / "README.md").write_text("\n".join(lines))

@@ -1,0 +1,132 @@
+"""The trainer on tiny models: it learns, resumes bit-exactly, and its outputs load where they are used."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+
+from loragen_core import load_causal_lm, load_generator
+from loragen_core.meta_state_cache import MetaStateCache, prompt_key
+from loragen_core.train import train
+from loragen_core.train_config import TrainConfig
+from loragen_core.train_data import TrainingDataError, batch_indices, encode_example
+
+SYSTEM_PROMPTS = ["GPT4Tools has access to: Edge Detection On Image.", "GPT4Tools has access to: Detect Face."]
+
+
+def write_data(path, n: int = 12):
+    rows = []
+    for i in range(n):
+        system = SYSTEM_PROMPTS[i % 2]
+        tool = "Edge Detection On Image" if i % 2 == 0 else "Detect Face"
+        rows.append({"system_prompt": system, "edge_prompt": f"New input: request {i}", "instruction": system + f"\nNew input: request {i}",
+                     "output": f"Thought: Do I need to use a tool? Yes\nAction: {tool}\n", "kind": "tool", "id": f"t-{i}"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def config(tiny_dirs, tmp_path, **overrides) -> TrainConfig:
+    values = dict(data=[str(write_data(tmp_path / "train.jsonl"))], out=str(tmp_path / "run"), steps=6, batch_size=4, lr=1e-2,
+                  warmup_steps=1, save_every=3, edge_model=str(tiny_dirs["edge"]), cloud_model=str(tiny_dirs["cloud"]), r=4, n_experts=4)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def read_log(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_loragen_training_lowers_the_loss_and_writes_a_loadable_generator(tiny_dirs, tmp_path):
+    final = train(config(tiny_dirs, tmp_path, steps=12))
+    log = read_log(tmp_path / "run")
+    assert [r["step"] for r in log] == list(range(12))
+    assert sum(r["lm"] for r in log[-3:]) / 3 < sum(r["lm"] for r in log[:3]) / 3
+    assert all(r["cv"] >= 0 for r in log)
+    generator = load_generator(final)  # bf16 on disk, float32 once loaded
+    assert generator.experts.lora_b["up_proj"].dtype == torch.float32
+    assert generator.experts.lora_b["up_proj"].abs().sum() > 0  # B started at zero: training moved it
+    card = (final / "README.md").read_text()
+    assert "12 rows" in card and "distinct system prompts" in card
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tiny_dirs, tmp_path):
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    train(config(tiny_dirs, straight))
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    first = config(tiny_dirs, resumed)
+    # Crash right after the first checkpoint (step 3 of 6), as an interruption would.
+    import loragen_core.train as trainer
+
+    original = trainer.save_checkpoint
+    calls = {"n": 0}
+
+    def crash_after_first_save(*args, **kwargs):
+        original(*args, **kwargs)
+        calls["n"] += 1
+        raise KeyboardInterrupt
+
+    trainer.save_checkpoint = crash_after_first_save
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(first)
+    finally:
+        trainer.save_checkpoint = original
+    assert calls["n"] == 1 and len(read_log(resumed / "run")) == 3
+    train(first)  # the same command again resumes at step 3
+    assert [r["step"] for r in read_log(resumed / "run")] == list(range(6))
+    a = load_generator(straight / "run" / "final").trainable_state_dict()
+    b = load_generator(resumed / "run" / "final").trainable_state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_lora_baseline_writes_a_peft_adapter(tiny_dirs, tmp_path):
+    final = train(config(tiny_dirs, tmp_path, method="lora", prompt="full", steps=3))
+    edge = load_causal_lm(str(tiny_dirs["edge"])).model
+    model = PeftModel.from_pretrained(edge, final)
+    assert any("lora_" in name for name, _ in model.named_parameters())
+    assert (final / "README.md").read_text().startswith("# vanilla LoRA baseline (full prompt)")
+
+
+def test_meta_state_cache_matches_the_cloud_and_survives_damage(tiny_dirs, tmp_path):
+    from loragen_core import LoRAGenConfig, build_generator
+
+    generator = build_generator(LoRAGenConfig(cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]),
+                                              train_cloud_lora=False, train_meta_tokens=False))
+    path = tmp_path / "states.pt"
+    cache = MetaStateCache(generator, path)
+    cache.fill(SYSTEM_PROMPTS, show_progress=False)
+    generator.eval()
+    with torch.no_grad():
+        direct = generator.meta_states([SYSTEM_PROMPTS[1]])[0]
+    torch.testing.assert_close(cache.stack([SYSTEM_PROMPTS[1]])[0], direct, rtol=1e-5, atol=1e-5)
+    assert set(MetaStateCache(generator, path).states) == {prompt_key(p) for p in SYSTEM_PROMPTS}
+    path.write_bytes(b"not a torch file")
+    assert MetaStateCache(generator, path).states == {}
+
+
+def test_training_data_errors_are_clear(tiny_dirs, tmp_path):
+    with pytest.raises(TrainingDataError, match="does not exist"):
+        train(config(tiny_dirs, tmp_path, data=[str(tmp_path / "missing.jsonl")]))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"system_prompt": "s", "output": "o"}) + "\n")
+    with pytest.raises(TrainingDataError, match="edge_prompt"):
+        train(config(tiny_dirs, tmp_path, data=[str(bad)], out=str(tmp_path / "run2")))
+
+
+def test_labels_cover_exactly_the_answer(tiny_dirs):
+    tokenizer = load_causal_lm(str(tiny_dirs["edge"])).tokenizer
+    ids, labels = encode_example(tokenizer, "New input: hi", "AI: hello")
+    answer = [t for t in labels if t != -100]
+    assert tokenizer.decode(answer) == "AI: hello" + tokenizer.eos_token
+    assert ids[-len(answer):] == answer
+
+
+def test_batches_cover_each_epoch_once():
+    seen = [i for step in range(3) for i in batch_indices(10, 4, step, seed=0)][:10]
+    assert sorted(seen) == list(range(10))
