@@ -3,6 +3,10 @@
 Decoding rule, the same for every mode that uses it (benchmarks compare like with like): greedy, stop
 at the tokenizer's EOS, at `max_new_tokens`, or once a GPT4Tools final-answer line (`AI: ...`) has been
 completed by a newline, since nothing after it is scored or shown.
+
+Callers that execute tools (the agent) add `stop` strings: decoding also ends once one appears, and
+the text is cut before it, so the model cannot write a tool's observation itself. `on_text` streams
+the decoded text as it grows, never past a stop string.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
 
 from .adapter import GeneratedLoRA
 from .model_loading import LoadedModel
@@ -41,6 +47,69 @@ class _FinalAnswerStop(StoppingCriteria):
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
+class _StopStringCriteria(StoppingCriteria):
+    def __init__(self, tokenizer, prompt_length: int, stop: Sequence[str]):
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.stop = tuple(stop)
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        text = self.tokenizer.decode(input_ids[0, self.prompt_length :], skip_special_tokens=True)
+        done = any(s in text for s in self.stop)
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """`text` up to (not including) the earliest stop string in it."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def _streamable_prefix(text: str, stop: Sequence[str]) -> str:
+    """What may be shown while decoding continues: no stop string, no possible start of one, and no
+    half-decoded character (U+FFFD while a multi-byte character is still incomplete)."""
+    text = cut_at_stop(text, stop)
+    held = 0
+    for s in stop:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                held = max(held, n)
+                break
+    text = text[: len(text) - held]
+    return text.rstrip("\ufffd")
+
+
+class _CallbackStreamer(BaseStreamer):
+    """Feeds `on_text` the newly decoded text after every generated token (the prompt is skipped)."""
+
+    def __init__(self, tokenizer, on_text: Callable[[str], None], stop: Sequence[str]):
+        self.tokenizer = tokenizer
+        self.on_text = on_text
+        self.stop = tuple(stop)
+        self.token_ids: list[int] = []
+        self.emitted = 0
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate() first pushes the prompt
+            self.prompt_seen = True
+            return
+        self.token_ids.extend(value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)
+        self._emit(_streamable_prefix(text, self.stop))
+
+    def end(self) -> None:
+        pass  # `EdgeModel.complete` calls `finish` with the final text, cut exactly as it returns it
+
+    def finish(self, text: str) -> None:
+        self._emit(text)
+
+    def _emit(self, text: str) -> None:
+        if len(text) > self.emitted:
+            self.on_text(text[self.emitted :])
+            self.emitted = len(text)
+
+
 class EdgeModel:
     """One edge LM; `specialize` merges a generated adapter, `reset` restores the base weights.
 
@@ -65,22 +134,39 @@ class EdgeModel:
         return int(self.chat_input_ids(user_text).shape[1])
 
     @torch.inference_mode()
-    def complete(self, user_text: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Completion:
+    def complete(
+        self,
+        user_text: str,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        stop: Sequence[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Completion:
+        """Greedy completion. `stop`: also end at these strings (cut from the text); `on_text`:
+        called with each new piece of text while decoding, the pieces adding up to the returned text."""
+        stop = tuple(s for s in (stop or ()) if s)
         with self.lock:
             input_ids = self.chat_input_ids(user_text).to(self.model.device)
+            prompt_length = input_ids.shape[1]
+            criteria = [_FinalAnswerStop(self.tokenizer, prompt_length)]
+            if stop:
+                criteria.append(_StopStringCriteria(self.tokenizer, prompt_length, stop))
+            streamer = _CallbackStreamer(self.tokenizer, on_text, stop) if on_text else None
             start = time.perf_counter()
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                stopping_criteria=StoppingCriteriaList([_FinalAnswerStop(self.tokenizer, input_ids.shape[1])]),
+                stopping_criteria=StoppingCriteriaList(criteria),
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                streamer=streamer,
             )
             seconds = time.perf_counter() - start
-        new = output[0, input_ids.shape[1] :]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return Completion(text=text, prompt_tokens=int(input_ids.shape[1]), new_tokens=int(new.shape[0]), seconds=seconds)
+        new = output[0, prompt_length:]
+        text = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), stop)
+        if streamer is not None:
+            streamer.finish(text)
+        return Completion(text=text, prompt_tokens=int(prompt_length), new_tokens=int(new.shape[0]), seconds=seconds)
 
     def specialize(self, adapter: GeneratedLoRA) -> float:
         """Merge `adapter` (replacing any merged one); returns the merge time in seconds."""

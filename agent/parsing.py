@@ -1,0 +1,77 @@
+"""Read one GPT4Tools turn written by the edge model, and write the trace the model reads back.
+
+A turn is either a tool call or a final answer (gpt4tools.md):
+
+    Thought: Do I need to use a tool? Yes          Thought: Do I need to use a tool? No
+    Action: <tool name>                            AI: <response>
+    Action Input: <arguments joined by ", ">
+
+Steps already taken are appended to the edge prompt exactly as the training data's context samples
+write them (eval_gpt4tools/builder.py): the tool-call lines followed by `Observation: <result>`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tools.gpt4tools_prompt import prompt_templates
+
+THOUGHT = re.compile(r"^\s*Thought:[ \t]*(.*)$", re.MULTILINE)
+ACTION = re.compile(r"^\s*Action:[ \t]*(.*)$", re.MULTILINE)
+ACTION_INPUT = re.compile(r"^\s*Action Input:[ \t]*(.*)$", re.MULTILINE)
+FINAL_ANSWER = re.compile(r"^\s*AI:[ \t]*(.*)$", re.MULTILINE | re.DOTALL)
+# Decoding stops here: the observation is the tool's to write, not the model's.
+OBSERVATION_STOP = "Observation:"
+TOOL_THOUGHT = "Do I need to use a tool? Yes"
+ANSWER_THOUGHT = "Do I need to use a tool? No"
+
+
+@dataclass(frozen=True)
+class ParsedTurn:
+    kind: str  # "tool" | "answer" | "malformed"
+    thought: str
+    action: str | None = None
+    action_input: str | None = None
+    answer: str | None = None
+    problem: str | None = None  # why a malformed turn is malformed
+
+
+def parse_turn(text: str) -> ParsedTurn:
+    """Classify one model turn. An `Action:` line before any `AI:` line makes a tool call (it needs
+    an `Action Input:` line after it); otherwise an `AI:` line makes the final answer."""
+    text = text.split(OBSERVATION_STOP, 1)[0]
+    thought_match = THOUGHT.search(text)
+    thought = thought_match.group(1).strip() if thought_match else ""
+    action = ACTION.search(text)
+    answer = FINAL_ANSWER.search(text)
+    if action and (answer is None or action.start() < answer.start()):
+        action_input = ACTION_INPUT.search(text, action.end())
+        if action_input is None:
+            return ParsedTurn("malformed", thought, problem="an 'Action:' line without an 'Action Input:' line")
+        name = action.group(1).strip()
+        if not name:
+            return ParsedTurn("malformed", thought, problem="an empty 'Action:' line")
+        return ParsedTurn("tool", thought, action=name, action_input=action_input.group(1).strip())
+    if answer:
+        return ParsedTurn("answer", thought, answer=answer.group(1).strip())
+    return ParsedTurn("malformed", thought, problem="neither an 'Action:' nor an 'AI:' line")
+
+
+def tool_step_text(action: str, action_input: str, observation: str) -> str:
+    """One finished step as the edge model reads it back (the builder's context-sample format)."""
+    call = prompt_templates()["LLM_RESPONSE_TOOL_FORMAT"].format(tool_name=action, args=action_input)
+    return call.removesuffix("Observation:\n") + f"Observation: {observation}\n"
+
+
+def answer_text(answer: str) -> str:
+    return prompt_templates()["LLM_RESPONSE_HUMAN_FORMAT"].format(response=answer)
+
+
+def format_hint(tool_names: list[str]) -> str:
+    """Appended to the edge prompt for the one corrective retry after a malformed turn."""
+    return (
+        "Your last reply did not follow the format. Reply with exactly one of:\n"
+        f"Thought: {TOOL_THOUGHT}\nAction: one of [{', '.join(tool_names)}]\nAction Input: the input to the action\n"
+        f"or\nThought: {ANSWER_THOUGHT}\nAI: your response\n"
+    )
