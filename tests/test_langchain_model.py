@@ -20,7 +20,7 @@ from loragen_core.checkpoint import DEFAULT_CHECKPOINT, GENERATOR_WEIGHTS_FILE
 from tests.test_agent import (
     ANSWER, EDGE, FACE, TOOL_CALL, ScriptedRuntime, calibrated_tiny_generator, workspace_with_image,
 )
-from tools import build_prompt, split_prompt
+from tools import build_prompt, image_turn, split_prompt
 from tools.gpt4tools_prompt import system_prompt_for
 from tools.registry import Tool, default_registry
 
@@ -68,6 +68,8 @@ def test_bind_tools_turns_the_reply_into_a_tool_call():
 
     assert reply.content == "" and len(reply.tool_calls) == 1
     assert {k: reply.tool_calls[0][k] for k in ("name", "args")} == {"name": EDGE, "args": {"image_path": IMAGE}}
+    # A human "Provide an image named ..." message answered "Received." is GPT4Tools' image turn.
+    assert f"Human: {IMAGE_TURN}\nAI: Received." == image_turn(IMAGE, "A dog on a couch.")
     parts = split_prompt(gpt4tools_prompt(tools, "Detect the edges of this image."))
     (call,) = runtime.calls
     assert call["system_prompt"] == parts.system_prompt == system_prompt_for([(t.name, t.description) for t in tools])
