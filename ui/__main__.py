@@ -1,0 +1,44 @@
+"""`python -m ui [--host 127.0.0.1] [--port N]`: serve the chat UI.
+
+Loads the runtime (generator + edge model) before serving, so the first visitor does not wait for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from loragen_core.errors import user_errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ui", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on (0.0.0.0: every interface).")
+    parser.add_argument("--port", type=int, default=None, help="Port (default: the first free one from 7860).")
+    parser.add_argument("--generator", default=None, help="Generator checkpoint directory (default: the shipped one).")
+    parser.add_argument("--edge-model", default=None, help="Edge model directory overriding the one the generator names.")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="Tokens the edge model may write per model call.")
+    args = parser.parse_args(argv)
+    if args.edge_model and not args.generator:
+        parser.error("--edge-model needs --generator (the shipped generator is made for the default edge model)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own startup requests
+
+    with user_errors():
+        from agent import LoRAGenRuntime
+
+        from .app import build_app
+
+        print("Loading the generator and the edge model...", flush=True)
+        runtime = (
+            LoRAGenRuntime.from_checkpoint(args.generator, args.edge_model) if args.generator else LoRAGenRuntime.default()
+        )
+        if not runtime.trained:
+            print("Note: no trained generator ships yet; adapters come from a seeded fresh generator.", flush=True)
+        build_app(runtime, max_new_tokens=args.max_new_tokens).launch(args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

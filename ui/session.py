@@ -1,0 +1,130 @@
+"""One user's conversation: tool set, workspace, current image and chat history.
+
+Everything a user can change lives in a `ChatSession`, one per browser tab (held in a `gr.State`) or
+per API call, so two users never share a tool set, an image or a history. What they do share is the
+process-wide `LoRAGenRuntime`: its adapter cache (the same tool set gets the same adapter) and its
+edge model, whose lock merges a session's adapter and decodes with it before another session's
+adapter can be merged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from agent import Agent, AgentResult, LoRAGenRuntime
+from loragen_core.adapter_service import AdapterResult
+from tools.registry import ToolRegistry, UnknownToolError
+from tools.workspace import Workspace
+
+# GPT4Tools tools with a real CPU implementation here, so a conversation shows real tool output.
+DEFAULT_TOOLS = (
+    "Edge Detection On Image",
+    "Segment the Image",
+    "Detect Face",
+    "Assess the Image Quality",
+    "Image Super-Resolution",
+)
+
+
+class UserError(ValueError):
+    """Something the user can fix (an empty message, no tools chosen); the message is shown as is."""
+
+
+class ChatSession:
+    def __init__(
+        self,
+        runtime: LoRAGenRuntime,
+        registry: ToolRegistry,
+        workspace: Workspace,
+        tools: Sequence[str] = DEFAULT_TOOLS,
+        max_steps: int = 5,
+        max_new_tokens: int = 128,
+    ):
+        self.runtime = runtime
+        self.registry = registry
+        self.workspace = workspace
+        self.max_steps = max_steps
+        self.max_new_tokens = max_new_tokens
+        self.image: str | None = None  # workspace-relative: the image the conversation is about
+        self.messages: list[dict] = []  # the LoRA-Gen chat, as Gradio message dicts
+        self.baseline_messages: list[dict] = []  # the in-context baseline's chat
+        self.tools: tuple[str, ...] = ()
+        self.agent: Agent
+        self.set_tools(tools)
+
+    def set_tools(self, names: Sequence[str]) -> bool:
+        """Use these tools from now on; True if the set changed (its adapter is another one).
+
+        The tools are listed in the registry's order whatever order they were ticked in: a tool set,
+        not a sequence, decides the system prompt and so the adapter."""
+        order = {name: index for index, name in enumerate(self.registry.names())}
+        names = tuple(sorted(set(names), key=lambda name: order.get(name, len(order))))
+        if not names:
+            raise UserError("Choose at least one tool: the agent needs a tool set to build its adapter from.")
+        if names == self.tools:
+            return False
+        try:
+            tools = self.registry.subset(names)
+        except UnknownToolError as unknown:
+            raise UserError(str(unknown)) from None
+        self.agent = Agent(
+            tools, runtime=self.runtime, workspace=self.workspace,
+            max_steps=self.max_steps, max_new_tokens=self.max_new_tokens,
+        )
+        self.tools = names
+        return True
+
+    def prepare_adapter(self) -> AdapterResult:
+        """This tool set's adapter, generated now (or found in the cache) rather than at the next message."""
+        return self.agent.prepare()
+
+    def attach(self, upload: str | Path) -> str:
+        """Check an uploaded file and make it the conversation's image; raises `WorkspaceError`."""
+        self.image = self.workspace.import_file(upload)
+        return self.image
+
+    def answer(self, message: str, mode: str = "loragen") -> Iterator[str | AgentResult]:
+        """Run the agent on `message` about the current image: yields the text decoded so far every
+        half second while it runs, then the `AgentResult`."""
+        if not message.strip():
+            raise UserError("Please type a message.")
+        return stream_while_running(
+            lambda on_text: self.agent.run(message.strip(), image=self.image, mode=mode, on_text=on_text)
+        )
+
+    def clear(self) -> None:
+        self.image = None
+        self.messages = []
+        self.baseline_messages = []
+
+    def close(self) -> None:
+        """Delete the session's files; called when Gradio drops the session."""
+        shutil.rmtree(self.workspace.root, ignore_errors=True)
+
+
+def stream_while_running(
+    run: Callable[[Callable[[str], None]], AgentResult], every: float = 0.5
+) -> Iterator[str | AgentResult]:
+    """Call `run(on_text)` in a worker thread; yield the text so far every `every` seconds, then the
+    result (or raise what `run` raised)."""
+    pieces: list[str] = []
+    outcome: dict = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["result"] = run(pieces.append)
+        except BaseException as failure:  # re-raised in the caller's thread below
+            outcome["error"] = failure
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="agent-run", daemon=True).start()
+    while not done.wait(every):
+        yield "".join(pieces)
+    if "error" in outcome:
+        raise outcome["error"]
+    yield outcome["result"]
