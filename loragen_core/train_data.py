@@ -38,10 +38,12 @@ def load_rows(paths: list[str | Path], need_instruction: bool = False) -> list[d
     for path in files:
         if not Path(path).is_file():
             raise TrainingDataError(f"Training data {path} does not exist; build it with `python -m eval_gpt4tools build-data --out DIR`.")
-    try:
-        rows = load_dataset("json", data_files=files, split="train").to_list()
-    except Exception as error:  # datasets raises several types for malformed JSON
-        raise TrainingDataError(f"Cannot read {', '.join(files)} as JSON lines: {error}") from error
+    rows = []
+    for path in files:  # one dataset per file: files from different builders may carry other columns
+        try:
+            rows.extend(load_dataset("json", data_files=path, split="train").to_list())
+        except Exception as error:  # datasets raises several types for malformed JSON
+            raise TrainingDataError(f"Cannot read {path} as JSON lines: {error}") from error
     required = REQUIRED_FIELDS + (("instruction",) if need_instruction else ())
     for index, row in enumerate(rows):
         missing = [k for k in required if not isinstance(row.get(k), str)]

@@ -130,3 +130,13 @@ def test_labels_cover_exactly_the_answer(tiny_dirs):
 def test_batches_cover_each_epoch_once():
     seen = [i for step in range(3) for i in batch_indices(10, 4, step, seed=0)][:10]
     assert sorted(seen) == list(range(10))
+
+
+def test_files_with_different_columns_mix(tmp_path):
+    from loragen_core.train_data import load_rows
+
+    first = write_data(tmp_path / "a.jsonl", n=2)
+    second = tmp_path / "b.jsonl"
+    second.write_text(json.dumps({"system_prompt": "s", "edge_prompt": "e", "output": "o", "task": "boolq"}) + "\n")
+    rows = load_rows([first, second])
+    assert len(rows) == 3 and rows[-1]["output"] == "o"
