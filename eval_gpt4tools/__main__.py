@@ -6,6 +6,7 @@ printed side by side.
     score       score a predictions file against the ground truth
     run         run one mode over the test set (resumable)
     build-data  build training data for the 23 seen tools (JSON lines)
+    bench       latency, memory and specialisation cost: icl, icl_prefix_cache, loragen, peft_unmerged
 """
 
 from __future__ import annotations
@@ -58,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         "distinct system prompts make training with a frozen, cached cloud LM cheap.",
     )
 
+    _add_bench_command(commands)
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "bench":
+            return _bench(args)
         if args.command == "build-data":
             return _build_data(args)
         if args.command == "score":
@@ -122,6 +127,45 @@ def _build_data(args) -> int:
     prompts = len({r["system_prompt"] for r in rows})
     print(f"{len(rows)} samples, {prompts} distinct system prompts, written to {path}: "
           + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    return 0
+
+
+def _add_bench_command(commands) -> None:
+    # Defaults live in BenchConfig; None here means "its default", so this parser need not import torch.
+    bench = commands.add_parser(
+        "bench", help="Benchmark serving: icl, icl_prefix_cache, loragen, peft_unmerged (interleaved).",
+        description="Four serving modes on the same items, interleaved; writes bench.json, bench.md and bench.png "
+        "(eval_gpt4tools/bench.py explains each mode and phase).",
+    )
+    bench.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
+    bench.add_argument("--limit", type=int, help="Items, stratified by gold tool (default 50).")
+    bench.add_argument("--out", type=Path, help="Where bench.json, bench.md and bench.png go (default results/).")
+    bench.add_argument("--generator", type=Path, help="Generator checkpoint (default: the shipped one).")
+    bench.add_argument("--max-new-tokens", type=int, help=f"Decoding budget, same for all modes (default {DEFAULT_MAX_NEW_TOKENS}).")
+    bench.add_argument("--decoders", help="KV-cache strategies to try, comma-separated (default dynamic,static,compiled).")
+    bench.add_argument("--threads", help="Thread counts to try, e.g. 1,2 (default: 1, torch's default and all cores).")
+    bench.add_argument("--finetune-data", type=Path, help="Training JSON lines for the LoRA fine-tuning speed measurement "
+                       "(default runs/data/gpt4tools-train/train.jsonl; 'none' skips it).")
+    bench.add_argument("--finetune-steps", type=int, help="Fine-tuning steps actually run (default 6).")
+    bench.add_argument("--finetune-steps-assumed", type=int, help="Steps a LoRA fine-tune for a new tool set is assumed to need (default 200).")
+
+
+def _bench(args) -> int:
+    from .bench import BenchConfig, run_bench
+
+    load_test_items(args.data)  # fail fast, with where to get it, before loading any model
+    names = ("out", "limit", "generator", "max_new_tokens", "finetune_steps", "finetune_steps_assumed")
+    options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}  # absent: BenchConfig's default
+    if args.decoders:
+        options["decoders"] = tuple(d for d in args.decoders.split(",") if d)
+    if args.threads:
+        options["threads"] = tuple(int(t) for t in args.threads.split(","))
+    if args.finetune_data is not None:
+        options["finetune_data"] = None if str(args.finetune_data).lower() == "none" else args.finetune_data
+    config = BenchConfig(data=args.data, **options)
+    run_bench(config)
+    print((config.out / "bench.md").read_text())
+    print(f"bench.json, bench.md and bench.png in {config.out}")
     return 0
 
 

@@ -22,6 +22,7 @@ _LAYER_INDEX = re.compile(r"\.(\d+)\.")
 # Pristine copies of merged weights live on the model so that unmerging restores them bit for bit
 # (W + d - d is not exact in floating point) and repeated merges pay the copy only once.
 _PRISTINE_ATTR = "_loragen_pristine_weights"
+_MERGE_BLOCK_BYTES = 1 << 18  # well inside a core's L2 cache
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,24 @@ def merge_lora(
         weight = modules[name].weight
         if name not in pristine:
             pristine[name] = weight.detach().clone()
-        delta = lora_b[name].to(torch.float32) @ lora_a[name].to(torch.float32)
-        weight.copy_((pristine[name].to(torch.float32) + scale * delta).to(weight.dtype))
+        a, b = lora_a[name], lora_b[name]
+        if weight.dtype == a.dtype == b.dtype == torch.float32:
+            _addmm_by_row_blocks(pristine[name], b, a, scale, out=weight.data)
+        else:  # low-precision weights: accumulate in float32, round once
+            delta = b.to(torch.float32) @ a.to(torch.float32)
+            weight.copy_((pristine[name].to(torch.float32) + scale * delta).to(weight.dtype))
     setattr(model, _PRISTINE_ATTR, pristine)
+
+
+def _addmm_by_row_blocks(base: torch.Tensor, b: torch.Tensor, a: torch.Tensor, scale: float, out: torch.Tensor) -> None:
+    """out ← base + scale·b·a without temporaries. Merging is memory-bound (SmolLM2: 90 matrices,
+    318 MB read and written); one fused GEMM per block of rows small enough to stay in cache reads
+    the pristine weight and writes the merged one once each, instead of materialising B·A and a sum
+    (the former merge: ~1.5x slower) or re-reading a whole matrix after copying it (~1.2x)."""
+    rows = max(1, _MERGE_BLOCK_BYTES // (out.shape[1] * out.element_size()))
+    for start in range(0, out.shape[0], rows):
+        block = slice(start, start + rows)
+        torch.addmm(base[block], b[block], a, alpha=scale, out=out[block])
 
 
 @torch.no_grad()

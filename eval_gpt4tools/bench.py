@@ -1,0 +1,423 @@
+"""`python -m eval_gpt4tools bench`: what it costs to serve a tool-using agent four ways.
+
+On the same GPT4Tools items, in one process, interleaved (item i serves the modes in an order rotated
+by i, so machine drift hits all modes alike):
+
+    icl               the edge model reads the full prompt (system prompt + user part)
+    icl_prefix_cache  the full prompt, with the system-prompt prefix's KV cache computed once per
+                      distinct system prompt and reused (prefix_cache.py explains the cut)
+    loragen           the adapter generated from the system prompt, merged; edge prompt only
+    peft_unmerged     the same adapter loaded unmerged through peft; edge prompt only
+
+Every mode decodes with `EdgeModel.complete`'s rule (timed_generation.py). A request is timed from its
+text to its decoded answer; specialising for the item's system prompt (prefix prefill, adapter
+generation, merge, peft load) happens before and is timed apart, as it is paid once per tool set.
+Since the adapter changes the text, time to first token and per-token decode speed are reported apart
+from total latency.
+
+Phases: (1) decode tuning: profile decoding and time each KV-cache strategy × thread count on warm-up
+items, keep the fastest that gives the baseline's exact tokens; (2) warm-up, then the interleaved run;
+(3) LoRA fine-tuning speed for the "specialise a new tool set" comparison (a short run of
+`python -m loragen_core.train --method lora`); (4) bench.json, bench.md, bench.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from peft.utils import set_peft_model_state_dict
+from safetensors.torch import load_file
+
+from loragen_core import AdapterService, GeneratedLoRA, LoRAGenerator, load_causal_lm, load_default_generator, load_generator
+from loragen_core.adapter import PEFT_WEIGHTS_FILE
+from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
+from tools import split_prompt
+
+from .bench_report import MODES, summarize, write_bench_reports
+from .data import load_test_items, stratified_subset
+from .prefix_cache import PrefixCacheStore, cache_nbytes, split_chat_prompt
+from .timed_generation import DECODERS, Decoder, TimedCompletion
+
+FINETUNE_BATCH = 8  # the trainer's cpu recipe
+DEFAULT_FINETUNE_DATA = Path("runs") / "data" / "gpt4tools-train" / "train.jsonl"
+
+
+@dataclass
+class BenchConfig:
+    out: Path = Path("results")
+    data: Path | None = None
+    limit: int = 50
+    generator: Path | None = None  # a generator checkpoint; default: the shipped one (or a seeded fresh one)
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    decoders: tuple[str, ...] = DECODERS  # KV-cache strategies the tuning phase tries
+    threads: tuple[int, ...] | None = None  # thread counts it tries (default: 1, torch's default, all cores)
+    tune_items: int = 2
+    finetune_data: Path | None = DEFAULT_FINETUNE_DATA  # None: skip the fine-tuning measurement
+    finetune_rows: int = 64
+    finetune_steps: int = 6  # steps actually run to measure seconds per step
+    finetune_steps_assumed: int = 200  # steps a fine-tune for a new tool set is assumed to need (trainer default)
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.tune_items < 1:
+            raise ValueError("--limit and the number of tuning items must be at least 1.")
+        unknown = set(self.decoders) - set(DECODERS)
+        if unknown or not self.decoders or "dynamic" not in self.decoders:
+            raise ValueError(f"--decoders must include dynamic (the baseline) and be among {DECODERS}.")
+
+
+# ----------------------------------------------------------------------------------------- memory
+
+
+def _proc_status_kb(field_name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class PeakRSS:
+    """Peak resident memory over a block: Linux lets a process reset its high-water mark (VmHWM)."""
+
+    def __enter__(self) -> "PeakRSS":
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass  # then VmHWM is the process's lifetime peak, still an upper bound
+        self.before_mb = (_proc_status_kb("VmRSS") or 0) / 1024
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.peak_mb = (_proc_status_kb("VmHWM") or 0) / 1024
+        self.delta_mb = max(self.peak_mb - self.before_mb, 0.0)
+
+
+# ----------------------------------------------------------------------------------------- modes
+
+
+@dataclass
+class Specialization:
+    """What one item's system prompt costs each approach, paid before its requests. An item whose
+    system prompt an earlier item had finds its adapter and prefix cached (`repeat`)."""
+
+    repeat: bool
+    adapter_generation_s: float
+    adapter_from_cache_s: float
+    adapter_bytes: int
+    adapter_file_bytes: int
+    merge_s: float
+    peft_load_s: float
+    prefix_prefill_s: float
+    prefix_tokens: int
+    prefix_cache_bytes: int
+
+
+class Servers:
+    """The models behind the four modes: base (icl, icl_prefix_cache), merged (loragen), peft."""
+
+    def __init__(self, generator: LoRAGenerator, config: BenchConfig, work: Path):
+        edge_name = generator.config.edge_model
+        self.config = config
+        self.work = work
+        self.base = EdgeModel(load_causal_lm(edge_name))
+        self.merged = EdgeModel(load_causal_lm(edge_name))
+        self.peft_base = load_causal_lm(edge_name).model
+        self.peft: PeftModel | None = None
+        self.service = AdapterService(generator, cache_dir=work / "adapter_cache")
+        self.prefixes = PrefixCacheStore(self.base.model)
+        self.decoders: dict[str, Decoder] = {}
+
+    def use_decoder(self, kind: str, full_length: int, edge_length: int) -> None:
+        """One decoder per model; the static cache is sized for the longest prompt that model sees."""
+        tokenizer = self.base.tokenizer
+        self.decoders["base"] = self.base_decoder(kind, full_length)
+        self.decoders["merged"] = Decoder(self.merged.model, tokenizer, kind, edge_length)
+        self.decoders["peft"] = Decoder(self.peft, tokenizer, kind, edge_length)
+
+    def base_decoder(self, kind: str, full_length: int) -> Decoder:
+        key = f"base:{kind}"
+        if key not in self.decoders:  # kept, so a compiled graph and its cache are reused
+            self.decoders[key] = Decoder(self.base.model, self.base.tokenizer, kind, full_length)
+        return self.decoders[key]
+
+    def specialize(self, item: dict, index: int) -> Specialization:
+        system_prompt = split_prompt(item["instruction"]).system_prompt
+        cold = self.service.adapter_for(system_prompt)  # the benchmark's cache starts empty
+        cached = self.service.adapter_for(system_prompt)
+        adapter = cold.adapter
+        merge_s = self.merged.specialize(adapter)
+        peft_load_s, file_bytes = self._load_into_peft(adapter, index)
+
+        split = split_chat_prompt(self.base.tokenizer, item["instruction"])
+        start = time.perf_counter()
+        prefix = self.prefixes.prefill(split)
+        prefill_s = time.perf_counter() - start
+        return Specialization(
+            repeat=cold.cache_hit,
+            adapter_generation_s=cold.seconds,
+            adapter_from_cache_s=cached.seconds,
+            adapter_bytes=sum(t.nbytes for t in (*adapter.lora_a.values(), *adapter.lora_b.values())),
+            adapter_file_bytes=file_bytes,
+            merge_s=merge_s,
+            peft_load_s=peft_load_s,
+            prefix_prefill_s=prefill_s,
+            prefix_tokens=split.prefix_length,
+            prefix_cache_bytes=cache_nbytes(prefix),
+        )
+
+    def _load_into_peft(self, adapter: GeneratedLoRA, index: int) -> tuple[float, int]:
+        """Write the adapter as the PEFT directory this project ships, and load it unmerged. After the
+        first, adapters are swapped by loading their weights in place (the module tree, and so any
+        compiled graph, stays the same)."""
+        directory = adapter.save_pretrained(self.work / "peft" / f"item{index}", self.merged.directory)
+        start = time.perf_counter()
+        if self.peft is None:
+            self.peft = PeftModel.from_pretrained(self.peft_base, directory)
+            self.peft.eval()
+        else:
+            set_peft_model_state_dict(self.peft, load_file(directory / PEFT_WEIGHTS_FILE))
+        seconds = time.perf_counter() - start
+        return seconds, (directory / PEFT_WEIGHTS_FILE).stat().st_size
+
+    def serve(self, mode: str, item: dict) -> TimedCompletion:
+        """One timed request: from the prompt text to the decoded answer."""
+        budget = self.config.max_new_tokens
+        started = time.perf_counter()
+        if mode == "icl":
+            decoder = self.decoders["base"]
+            return decoder.generate(self.base.chat_input_ids(item["instruction"]), started, budget, decoder.fresh_cache())
+        if mode == "icl_prefix_cache":
+            decoder = self.decoders["base"]
+            split = split_chat_prompt(self.base.tokenizer, item["instruction"], verify=False)
+            cache = self.prefixes.continuation(self.prefixes.prefill(split), into=decoder.static_cache)
+            return decoder.generate(split.input_ids, started, budget, cache)
+        edge_text = split_prompt(item["instruction"]).edge_prompt
+        decoder = self.decoders["merged" if mode == "loragen" else "peft"]
+        return decoder.generate(self.merged.chat_input_ids(edge_text), started, budget, decoder.fresh_cache())
+
+
+# ----------------------------------------------------------------------------------------- tuning
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _round_up(n: int, multiple: int = 64) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _top_ops(model_call, rows: int = 8) -> list[dict]:
+    """Where decode time goes: the operators with the most self CPU time over one request."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        model_call()
+    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return [
+        {
+            "op": "compiled graph (fused ops)" if "CompiledFxGraph" in e.key else e.key,
+            "self_cpu_ms": round(e.self_cpu_time_total / 1000, 1),
+            "share": round(e.self_cpu_time_total / total, 3),
+        }
+        for e in events[:rows]
+    ]
+
+
+def tune_decoding(servers: Servers, items: list[dict], config: BenchConfig, full_length: int) -> dict:
+    """Time each decoder × thread count on the full prompt (where decoding is longest), and keep the
+    fastest whose tokens equal the baseline's: EdgeModel.complete's dynamic cache at torch's default
+    thread count."""
+    default_threads = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = tuple(config.threads or sorted({1, default_threads, cores}))
+    baseline = ("dynamic", default_threads)
+    candidates = [baseline] + [(k, t) for k in config.decoders for t in threads if (k, t) != baseline]
+    prompts = [servers.base.chat_input_ids(item["instruction"]) for item in items]
+
+    def run(kind: str, count: int, prompts: list[torch.Tensor]) -> list[TimedCompletion]:
+        torch.set_num_threads(count)
+        decoder = servers.base_decoder(kind, full_length)
+        return [decoder.generate(ids, time.perf_counter(), config.max_new_tokens, decoder.fresh_cache()) for ids in prompts]
+
+    variants, baseline_tokens = [], None
+    for kind, count in candidates:
+        _say(f"decode tuning: {kind} cache, {count} thread(s)")
+        warm_start = time.perf_counter()
+        run(kind, count, prompts)  # warm-up; compiles the decode step for `compiled`
+        warmup_s = time.perf_counter() - warm_start
+        done = run(kind, count, prompts)
+        tokens = [c.token_ids for c in done]
+        baseline_tokens = baseline_tokens or tokens
+        decode_s = sum(c.latency_s - c.ttft_s for c in done)
+        variants.append({
+            "decoder": kind,
+            "threads": count,
+            "same_tokens_as_baseline": tokens == baseline_tokens,
+            "decode_tokens_per_s": sum(c.new_tokens - 1 for c in done) / decode_s if decode_s > 0 else None,
+            "mean_ttft_s": statistics.fmean(c.ttft_s for c in done),
+            "mean_latency_s": statistics.fmean(c.latency_s for c in done),
+            "warmup_s": warmup_s,
+        })
+    before = variants[0]
+    best = min((v for v in variants if v["same_tokens_as_baseline"]), key=lambda v: v["mean_latency_s"])
+    profile_before = _top_ops(lambda: run(*baseline, prompts[:1]))
+    profile_after = _top_ops(lambda: run(best["decoder"], best["threads"], prompts[:1]))
+    return {
+        "variants": variants,
+        "before": before,
+        "chosen": best,
+        "profile_before": profile_before,
+        "profile_after": profile_after,
+        "tuning_items": [item["id"] for item in items],
+    }
+
+
+# ----------------------------------------------------------------------------------------- fine-tuning
+
+
+def measure_lora_finetuning(config: BenchConfig, edge_model: str, threads: int, work: Path) -> dict:
+    """Seconds per step of the project's trainer (`--method lora`, edge prompts, cpu recipe) on a small
+    set, run as its own process after the latency runs, and the wall time that implies for a fine-tune
+    of `finetune_steps_assumed` steps. Data creation for the new tool set is not counted."""
+    if config.finetune_data is None:
+        return {"skipped": "no --finetune-data"}
+    if not Path(config.finetune_data).is_file():
+        return {"skipped": f"{config.finetune_data} not found (build it with `python -m eval_gpt4tools build-data`)"}
+    rows = Path(config.finetune_data).read_text().splitlines()[: config.finetune_rows]
+    data = work / "finetune.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    out = work / "finetune_run"
+    command = [
+        sys.executable, "-m", "loragen_core.train", "--method", "lora", "--prompt", "edge", "--data", str(data),
+        "--out", str(out), "--steps", str(config.finetune_steps), "--batch-size", str(FINETUNE_BATCH),
+        "--save-every", str(config.finetune_steps + 1), "--edge-model", edge_model,
+    ]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    wall_s = time.perf_counter() - start
+    if result.returncode != 0:
+        return {"skipped": f"trainer failed (exit {result.returncode}): {result.stderr.strip()[-500:]}"}
+    steps = [json.loads(line)["seconds"] for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
+    per_step = statistics.median(steps[1:] if len(steps) > 1 else steps)  # the first step also warms up
+    fixed_s = wall_s - sum(steps)  # start-up, loading, saving
+    return {
+        "command": " ".join(command[1:]),
+        "rows": len(rows),
+        "steps_run": len(steps),
+        "batch_size": FINETUNE_BATCH,
+        "s_per_step_median": per_step,
+        "wall_s_measured": wall_s,
+        "fixed_overhead_s": fixed_s,
+        "steps_assumed": config.finetune_steps_assumed,
+        "estimated_s_per_tool_set": fixed_s + per_step * config.finetune_steps_assumed,
+    }
+
+
+# ----------------------------------------------------------------------------------------- the run
+
+
+def machine_info() -> dict:
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory_kb = None
+    try:
+        memory_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": round(memory_kb / 2**20, 1) if memory_kb else None,
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_default_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
+
+
+def _load_generator(config: BenchConfig) -> tuple[LoRAGenerator, bool]:
+    return (load_generator(config.generator), True) if config.generator else load_default_generator()
+
+
+def run_bench(config: BenchConfig, generator: LoRAGenerator | None = None, write: bool = True) -> dict:
+    """Run all phases; returns the results dict (also written to config.out unless write=False).
+    `generator`: use this one instead of loading `config.generator` (its training state then unknown)."""
+    machine = machine_info()
+    trained = None
+    if generator is None:
+        generator, trained = _load_generator(config)
+    # Items past `limit` in the same stratified order tune the decoder and warm up; they are not measured.
+    chosen = stratified_subset(load_test_items(config.data), config.limit + max(config.tune_items, 1))
+    items, spare = chosen[: config.limit], chosen[config.limit :]
+    tuning = (spare + items)[: config.tune_items]
+
+    with tempfile.TemporaryDirectory(prefix="loragen-bench-") as scratch:
+        work = Path(scratch)
+        servers = Servers(generator, config, work)
+        all_items = items + spare
+        full_length = _round_up(max(servers.base.count_prompt_tokens(i["instruction"]) for i in all_items) + config.max_new_tokens)
+        edge_length = _round_up(
+            max(servers.base.count_prompt_tokens(split_prompt(i["instruction"]).edge_prompt) for i in all_items) + config.max_new_tokens
+        )
+        decoding = tune_decoding(servers, tuning, config, full_length)
+        torch.set_num_threads(decoding["chosen"]["threads"])
+
+        # Warm-up on an item that is not measured: loads peft, pays the first merge's copy of the
+        # pristine weights, compiles where the decoder compiles.
+        warm = spare[0] if spare else items[0]
+        servers.specialize(warm, index=-1)
+        servers.use_decoder(decoding["chosen"]["decoder"], full_length, edge_length)
+        for mode in MODES:
+            servers.serve(mode, warm)
+
+        records = []
+        for index, item in enumerate(items):
+            spec = servers.specialize(item, index)
+            order = MODES[index % len(MODES):] + MODES[: index % len(MODES)]
+            served = {}
+            for mode in order:
+                with PeakRSS() as memory:
+                    completion = servers.serve(mode, item)
+                served[mode] = {
+                    "ttft_s": completion.ttft_s,
+                    "latency_s": completion.latency_s,
+                    "prompt_tokens": completion.prompt_tokens,
+                    "new_tokens": completion.new_tokens,
+                    "decode_tokens_per_s": completion.decode_tokens_per_s,
+                    "peak_rss_mb": memory.peak_mb,
+                    "peak_rss_delta_mb": memory.delta_mb,
+                    "token_ids": list(completion.token_ids),
+                    "text": completion.text,
+                }
+            records.append({"id": item["id"], "order": list(order), "specialization": asdict(spec), "modes": served})
+            _say(f"[{index + 1}/{len(items)}] " + "  ".join(f"{m} {served[m]['latency_s']:.2f}s" for m in MODES))
+
+        _say("LoRA fine-tuning speed (a short trainer run)")
+        finetune = measure_lora_finetuning(config, generator.config.edge_model, decoding["chosen"]["threads"], work)
+
+    results = summarize(records, decoding, finetune, machine, {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}, trained)
+    if write:
+        write_bench_reports(results, config.out)
+    return results

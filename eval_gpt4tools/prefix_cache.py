@@ -1,0 +1,99 @@
+"""The strongest in-context baseline: keep the system prompt's KV cache, prefill only the rest.
+
+Where the prompt is cut. A GPT4Tools prompt reads HEAD, USER, CLOSING (tools/gpt4tools_prompt.py): the
+fixed closing line ("GPT4Tools needs to use tools ... Let's think step by step.") comes *after* the
+user's part, so it cannot be cached ahead of a request. The cacheable prefix is therefore everything
+before the user's part of the chat-formatted prompt:
+
+    <chat header: template's system turn + "<|im_start|>user\\n"> HEAD | USER CLOSING <end of turn + assistant header>
+    └──────────────────────── cached once per system prompt ────────┘ └──── prefilled for every request ──────────┘
+
+The cut is made at a token boundary of the *full* prompt's tokenization (the last token that ends at or
+before the end of HEAD), so a request continued from the cache sees exactly the tokens it would have
+seen without it, and greedy decoding gives the same tokens (tested). Caches are keyed by the prefix's
+token ids, so a request whose tokenization differs at the cut simply gets its own cache.
+
+Reuse follows the transformers recipe (`generate(..., cache=copy.deepcopy(prefix_cache))`, the
+kwarg `past_key_values` renamed `cache` in transformers 5): the stored cache is never mutated.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from transformers import Cache, DynamicCache, StaticCache
+
+from tools import split_prompt
+
+from .timed_generation import rewind
+
+
+class PrefixSplitError(ValueError):
+    """The chat template does not reproduce the prompt verbatim, so no token boundary can be found."""
+
+
+@dataclass(frozen=True)
+class PrefixSplit:
+    input_ids: torch.Tensor  # (1, n): the chat-formatted full prompt, exactly as EdgeModel tokenizes it
+    prefix_length: int  # the first tokens, up to the end of HEAD: the cacheable part
+
+    @property
+    def prefix_key(self) -> tuple[int, ...]:
+        return tuple(self.input_ids[0, : self.prefix_length].tolist())
+
+
+def split_chat_prompt(tokenizer, instruction: str, verify: bool = True) -> PrefixSplit:
+    """Tokenize `instruction` as a chat turn and find where its cacheable prefix ends. `verify` checks
+    the tokens equal `apply_chat_template`'s (what EdgeModel feeds the model); a server checks once per
+    system prompt and skips it per request."""
+    messages = [{"role": "user", "content": instruction}]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    at = text.find(instruction)
+    if at < 0 or (
+        verify
+        and list(encoded["input_ids"])
+        != list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
+    ):
+        raise PrefixSplitError("The chat template does not embed the prompt verbatim; cannot cut it at the system prompt.")
+    boundary = at + len(split_prompt(instruction).head)
+    prefix_length = sum(1 for _, end in encoded["offset_mapping"] if end <= boundary)
+    return PrefixSplit(torch.tensor([encoded["input_ids"]]), prefix_length)
+
+
+def cache_nbytes(cache: Cache) -> int:
+    """Bytes of the keys and values a cache holds."""
+    return sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers if layer.is_initialized)
+
+
+class PrefixCacheStore:
+    """One DynamicCache per distinct prefix (one per system prompt), computed on first use."""
+
+    def __init__(self, model):
+        self.model = model
+        self.caches: dict[tuple[int, ...], DynamicCache] = {}
+
+    @torch.inference_mode()
+    def prefill(self, split: PrefixSplit) -> DynamicCache:
+        """The stored cache for this prompt's prefix (computed now if new). Never pass it to generate
+        directly: use `continuation` so it stays unchanged."""
+        key = split.prefix_key
+        if key not in self.caches:
+            cache = DynamicCache(config=self.model.config)
+            self.model(input_ids=split.input_ids[:, : split.prefix_length], cache=cache, use_cache=True, logits_to_keep=1)
+            self.caches[key] = cache
+        return self.caches[key]
+
+    @staticmethod
+    @torch.inference_mode()
+    def continuation(prefix: DynamicCache, into: StaticCache | None = None) -> Cache:
+        """A cache to continue generating from: a deep copy of the prefix, or the prefix written into
+        a (rewound) static cache when decoding with one."""
+        if into is None:
+            return copy.deepcopy(prefix)
+        rewind(into)
+        for index, layer in enumerate(prefix.layers):
+            into.update(layer.keys, layer.values, index)
+        return into

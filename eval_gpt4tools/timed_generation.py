@@ -1,0 +1,126 @@
+"""Greedy decoding with `EdgeModel.complete`'s exact rule, timed token by token, on a chosen KV cache.
+
+The rule (greedy, `max_new_tokens`, stop at EOS or once the final `AI: ...` line is complete) is the
+one of loragen_core/edge_runtime.py: the same `generate` call with the same stopping criterion, so
+every benchmark mode decodes alike (a test checks the tokens equal `EdgeModel.complete`'s). What
+changes between decoders is only how the KV cache is kept, which does not change the tokens:
+
+    dynamic    transformers' default DynamicCache: grows by torch.cat every step (what EdgeModel uses)
+    static     a preallocated StaticCache, written in place: no per-step copy of the whole cache
+    compiled   static + the decode step compiled by torch.compile (inductor), one graph per model
+               as long as the cache length stays fixed
+
+Time to first token is when `generate` hands the first new token to its streamer; the clock starts
+before the prompt is chat-formatted and tokenized, so tokenization and cache preparation count.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import CompileConfig, StaticCache, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from loragen_core.edge_runtime import _FinalAnswerStop
+
+DECODERS = ("dynamic", "static", "compiled")
+
+
+@dataclass(frozen=True)
+class TimedCompletion:
+    token_ids: tuple[int, ...]
+    text: str
+    prompt_tokens: int
+    ttft_s: float  # request start → first new token
+    latency_s: float  # request start → text decoded
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Tokens after the first, per second after the first: the per-token decode speed."""
+        if self.new_tokens < 2 or self.latency_s <= self.ttft_s:
+            return None
+        return (self.new_tokens - 1) / (self.latency_s - self.ttft_s)
+
+
+class _FirstTokenClock(BaseStreamer):
+    def __init__(self):
+        self.calls = 0
+        self.first_token_at: float | None = None
+
+    def put(self, value) -> None:
+        self.calls += 1  # generate pushes the prompt first, then one call per new token
+        if self.calls == 2:
+            self.first_token_at = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+@torch.inference_mode()
+def rewind(cache: StaticCache) -> StaticCache:
+    """Empty a static cache for the next request without zeroing it: stale entries lie after the
+    current position, where the causal mask already hides them."""
+    cache.crop(-int(cache.get_seq_length()))
+    return cache
+
+
+def _compile_config() -> CompileConfig:
+    config = CompileConfig(mode="default", fullgraph=False, dynamic=False)
+    config._compile_all_devices = True  # transformers compiles only on accelerators unless told
+    return config
+
+
+class Decoder:
+    """Runs timed generations for one model with one KV-cache strategy.
+
+    For `static`/`compiled`, one StaticCache of `cache_length` tokens is reused across requests (reset
+    each time), so the compiled decode step always sees the same shapes and addresses.
+    """
+
+    def __init__(self, model, tokenizer, kind: str = "dynamic", cache_length: int | None = None):
+        if kind not in DECODERS:
+            raise ValueError(f"Unknown decoder {kind!r}; choose one of {DECODERS}.")
+        if kind != "dynamic" and not cache_length:
+            raise ValueError(f"Decoder {kind!r} needs a cache_length (prompt + max_new_tokens at most).")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.kind = kind
+        self.cache_length = cache_length
+        self.static_cache = StaticCache(config=model.config, max_cache_len=cache_length) if kind != "dynamic" else None
+        self.compile_config = _compile_config() if kind == "compiled" else None
+
+    def fresh_cache(self):
+        """The cache a request without a prefix starts from (None: generate makes a DynamicCache)."""
+        return rewind(self.static_cache) if self.static_cache is not None else None
+
+    @torch.inference_mode()
+    def generate(self, input_ids: torch.Tensor, started: float, max_new_tokens: int, cache=None) -> TimedCompletion:
+        """Decode after `input_ids` (the whole prompt, even when `cache` already holds a prefix of it);
+        `started` is the request's `time.perf_counter()` start."""
+        if self.static_cache is not None and input_ids.shape[1] + max_new_tokens > self.cache_length:
+            raise ValueError(f"Prompt of {input_ids.shape[1]} tokens + {max_new_tokens} new exceeds the static cache.")
+        prompt_length = input_ids.shape[1]
+        clock = _FirstTokenClock()
+        extra = {"compile_config": self.compile_config} if self.compile_config is not None else {}
+        output = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            stopping_criteria=StoppingCriteriaList([_FinalAnswerStop(self.tokenizer, prompt_length)]),
+            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            streamer=clock,
+            cache=cache,
+            **extra,
+        )
+        new = output[0, prompt_length:]
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        finished = time.perf_counter()
+        first = clock.first_token_at if clock.first_token_at is not None else finished
+        return TimedCompletion(tuple(new.tolist()), text, int(prompt_length), first - started, finished - started)

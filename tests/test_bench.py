@@ -1,0 +1,153 @@
+"""The serving benchmark on tiny models: prefix-cache parity, the results' shape, exact fast merging."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from eval_gpt4tools.bench import BenchConfig, run_bench
+from eval_gpt4tools.bench_report import MODES
+from eval_gpt4tools.prefix_cache import PrefixCacheStore, split_chat_prompt
+from eval_gpt4tools.timed_generation import Decoder
+from loragen_core import LoRAGenConfig, build_generator, load_causal_lm
+from loragen_core.edge_runtime import EdgeModel
+from loragen_core.lora_math import is_merged, merge_lora, unmerge_lora
+from tools import build_prompt, image_turn, split_prompt
+
+TOOLS = [
+    ("Detect Face", "useful when you want to find faces in an image. The input to this tool should be a string."),
+    ("Segment the Image", "useful when you want to segment all the parts of an image."),
+]
+BUDGET = 8
+
+
+def _items(n: int) -> list[dict]:
+    requests = ["Find the faces in the photo.", "Segment everything you see.", "What is in the picture?", "Describe it."]
+    items = []
+    for index in range(n):
+        tools = TOOLS if index % 2 == 0 else TOOLS[::-1]  # two distinct system prompts
+        history = image_turn(f"image/abcdefg{index}.png", "a dog on a couch") if index % 2 else ""
+        items.append({
+            "id": index,
+            "instruction": build_prompt(tools, requests[index % len(requests)], chat_history=history),
+            "output": f"Thought: Do I need to use a tool? Yes\nAction: {tools[0][0]}\nAction Input: image/x.png\n",
+        })
+    return items
+
+
+@pytest.fixture(scope="module")
+def edge(tiny_dirs) -> EdgeModel:
+    return EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
+
+
+def test_the_prefix_ends_where_the_user_part_begins(edge):
+    instruction = _items(1)[0]["instruction"]
+    split = split_chat_prompt(edge.tokenizer, instruction)
+    assert torch.equal(split.input_ids, edge.chat_input_ids(instruction))
+    prefix_text = edge.tokenizer.decode(split.input_ids[0, : split.prefix_length])
+    head = split_prompt(instruction).head
+    assert prefix_text.startswith("<|im_start|>user\n") and head.startswith(prefix_text.removeprefix("<|im_start|>user\n"))
+    assert len(head) - len(prefix_text.removeprefix("<|im_start|>user\n")) <= 4  # cut at most one token early
+    assert split.prefix_length < split.input_ids.shape[1]
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "static"])
+def test_prefix_cache_decodes_exactly_the_tokens_of_plain_icl(edge, kind):
+    store = PrefixCacheStore(edge.model)
+    decoder = Decoder(edge.model, edge.tokenizer, kind, cache_length=2048 if kind == "static" else None)
+    for item in _items(4):
+        instruction = item["instruction"]
+        reference = edge.complete(instruction, max_new_tokens=BUDGET)
+        plain = decoder.generate(edge.chat_input_ids(instruction), 0.0, BUDGET, decoder.fresh_cache())
+        split = split_chat_prompt(edge.tokenizer, instruction)
+        prefix = store.prefill(split)
+        cached = decoder.generate(split.input_ids, 0.0, BUDGET, store.continuation(prefix, into=decoder.static_cache))
+        assert plain.text == reference.text and plain.new_tokens == reference.new_tokens
+        assert cached.token_ids == plain.token_ids
+        assert prefix.get_seq_length() == split.prefix_length, "the stored prefix cache must not grow"
+    assert len(store.caches) == 2, "one cache per distinct system prompt"
+
+
+def test_bench_writes_every_mode_with_the_required_keys(tiny_dirs, tmp_path, loragen_home):
+    data = tmp_path / "items.json"
+    data.write_text(json.dumps(_items(5)))
+    generator = build_generator(LoRAGenConfig(
+        cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]), n_experts=4, r=4, lora_alpha=8,
+        router_hidden=16, cloud_lora_r=4, expert_b_init_std=0.5, seed=3,
+    ))
+    config = BenchConfig(
+        out=tmp_path / "results", data=data, limit=2, max_new_tokens=BUDGET, decoders=("dynamic", "static"), threads=(1,),
+        tune_items=1, finetune_data=None,
+    )
+    results = run_bench(config, generator=generator)
+
+    for name in ("bench.json", "bench.md", "bench.png"):
+        assert (config.out / name).is_file(), name
+    assert json.loads((config.out / "bench.json").read_text())["n_items"] == 2
+    assert results["modes"].keys() == set(MODES)
+    for mode in MODES:
+        row = results["modes"][mode]
+        for key in ("median_ttft_s", "median_latency_s", "p90_latency_s", "mean_prompt_tokens", "peak_rss_mb"):
+            assert isinstance(row[key], float) and row[key] > 0, (mode, key)
+        assert row["median_ttft_s"] <= row["median_latency_s"]
+    modes = results["modes"]
+    assert modes["loragen"]["mean_prompt_tokens"] < modes["icl"]["mean_prompt_tokens"]
+    assert modes["icl_prefix_cache"]["mean_prompt_tokens"] == modes["icl"]["mean_prompt_tokens"]
+    assert results["parity"]["icl_prefix_cache_same_tokens_as_icl"] == "2/2"
+    assert set(results["ratios"]) == {"icl", "icl_prefix_cache"} and results["ratios"]["icl"]["icl"]["ttft"] == 1.0
+    assert [r["order"][0] for r in results["items"]] == ["icl", "icl_prefix_cache"], "modes rotate item by item"
+    memory = results["memory_per_task_bytes"]
+    assert memory["icl_prefix_cache"] > 0 and memory["loragen"] > 0 and memory["loragen_merged_extra"] == 0
+    spec = results["specialization"]
+    assert spec["adapter_generation_s"]["median"] > 0 and spec["merge_s"]["median"] > 0
+    assert results["specialize_new_tool_set"]["lora_finetune"] == {"skipped": "no --finetune-data"}
+    decoding = results["decoding"]
+    assert [v["decoder"] for v in decoding["variants"]] == ["dynamic", "static"] or decoding["before"]["threads"] != 1
+    assert decoding["chosen"]["same_tokens_as_baseline"] and decoding["profile_before"]
+    assert "| icl_prefix_cache |" in (config.out / "bench.md").read_text()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_merge_is_in_place_exact_and_replaces_the_previous_adapter(dtype):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5)).to(dtype)
+    name = "0"
+    original = model[0].weight.detach().clone()
+    storage = model[0].weight.data_ptr()
+    a1, b1, a2, b2 = (torch.randn(2, 6), torch.randn(5, 2), torch.randn(2, 6), torch.randn(5, 2))
+    merge_lora(model, {name: a1.to(dtype)}, {name: b1.to(dtype)}, scale=0.5)
+    merge_lora(model, {name: a2.to(dtype)}, {name: b2.to(dtype)}, scale=0.5)  # replaces, never stacks
+    expected = original.float() + 0.5 * b2.to(dtype).float() @ a2.to(dtype).float()
+    tolerance = 1e-6 if dtype == torch.float32 else 2e-2
+    assert (model[0].weight.float() - expected).abs().max() <= tolerance
+    assert model[0].weight.data_ptr() == storage, "merged in place: compiled graphs keep seeing the same tensor"
+    unmerge_lora(model)
+    assert torch.equal(model[0].weight, original) and not is_merged(model)
+
+
+def test_bench_command_passes_its_options(tmp_path, monkeypatch):
+    import eval_gpt4tools.bench as bench
+    from eval_gpt4tools.__main__ import main
+
+    seen = {}
+
+    def fake_run(config):
+        seen["config"] = config
+        (config.out / "bench.md").parent.mkdir(parents=True, exist_ok=True)
+        (config.out / "bench.md").write_text("table\n")
+
+    monkeypatch.setattr(bench, "run_bench", fake_run)
+    monkeypatch.chdir(tmp_path)  # the default --out is relative: results/
+    data = tmp_path / "items.json"
+    data.write_text(json.dumps(_items(2)))
+    args = ["bench", "--data", str(data), "--limit", "3", "--out", str(tmp_path / "r"), "--decoders", "dynamic,static",
+            "--threads", "1,2", "--finetune-data", "none"]
+    assert main(args) == 0
+    config = seen["config"]
+    assert (config.limit, config.out, config.decoders, config.threads, config.finetune_data) == (
+        3, tmp_path / "r", ("dynamic", "static"), (1, 2), None)
+    assert main(["bench", "--data", str(data)]) == 0
+    assert seen["config"].out == BenchConfig().out and seen["config"].finetune_data == BenchConfig().finetune_data
