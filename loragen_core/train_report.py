@@ -40,9 +40,30 @@ def data_summary(config: TrainConfig, rows: list[dict], used: int, dropped: int)
     }
 
 
+def plot_losses(log_path: Path, path: Path) -> None:
+    """L_LM and L_cv per step, side by side (L_cv is ~100x smaller: its own axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    steps = [r["step"] for r in records]
+    figure, (lm_axis, cv_axis) = plt.subplots(1, 2, figsize=(9, 3.2))
+    lm_axis.plot(steps, [r["lm"] for r in records])
+    lm_axis.set(title="L_LM (answer tokens)", xlabel="step")
+    cv_axis.plot(steps, [r["cv"] for r in records], color="tab:orange")
+    cv_axis.set(title="L_cv (load balance)", xlabel="step")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: int, out: Path, final: Path) -> None:
     summary = {"config": config.to_dict(), "data": data_summary(config, rows, used, dropped), "training": summarize_log(out / "log.jsonl")}
     (final / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if (out / "log.jsonl").exists():
+        plot_losses(out / "log.jsonl", final / "loss.png")
     data, training = summary["data"], summary["training"]
     what = "LoRA-Gen generator" if config.method == "loragen" else f"vanilla LoRA baseline ({config.prompt} prompt)"
     lines = [
@@ -60,7 +81,7 @@ def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: 
         f"- L_LM first step {training['first_lm']}, mean of the last 20 steps {training['final_lm_mean_last_20']}; "
         f"L_cv {training['final_cv_mean_last_20']}.",
         "",
-        "Full details: `training_summary.json`.",
+        "Full details: `training_summary.json`; loss curves: `loss.png`.",
         "",
     ]
     (final / "README.md").write_text("\n".join(lines))

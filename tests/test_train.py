@@ -50,6 +50,7 @@ def test_loragen_training_lowers_the_loss_and_writes_a_loadable_generator(tiny_d
     assert generator.experts.lora_b["up_proj"].abs().sum() > 0  # B started at zero: training moved it
     card = (final / "README.md").read_text()
     assert "12 rows" in card and "distinct system prompts" in card
+    assert (final / "loss.png").stat().st_size > 0
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tiny_dirs, tmp_path):
