@@ -22,7 +22,6 @@ Decisions:
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,12 +34,11 @@ from tools.gpt4tools_prompt import PromptParts, system_prompt_for
 from tools.registry import Tool, ToolRegistry, default_registry
 from tools.workspace import Workspace, WorkspaceError
 
-from .parsing import OBSERVATION_STOP, ParsedTurn, format_hint, parse_turn, tool_step_text
+from .parsing import IMAGE_PATH, OBSERVATION_STOP, ParsedTurn, format_hint, parse_turn, tool_step_text
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
 MODES = ("loragen", "icl")
 DEFAULT_CAPTION = "An image uploaded by the user."
-IMAGE_PATH = re.compile(r"[\w./-]+\.(?:png|jpe?g|bmp|webp|gif|tiff?)\b", re.IGNORECASE)
 
 
 @dataclass

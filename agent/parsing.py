@@ -7,7 +7,10 @@ A turn is either a tool call or a final answer (gpt4tools.md):
     Action Input: <arguments joined by ", ">
 
 Steps already taken are appended to the edge prompt exactly as the training data's context samples
-write them (eval_gpt4tools/builder.py): the tool-call lines followed by `Observation: <result>`.
+write them (eval_gpt4tools/builder.py): the tool-call lines followed by `Observation: <result>`. A
+result that starts with the image a tool wrote is written as the training data writes it, `Result
+saved as <path>`: shown the bare path, a trained edge model (120-step CPU checkpoint) answered with an
+invented file name; shown the training phrasing, it copied the path.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ THOUGHT = re.compile(r"^\s*Thought:[ \t]*(.*)$", re.MULTILINE)
 ACTION = re.compile(r"^\s*Action:[ \t]*(.*)$", re.MULTILINE)
 ACTION_INPUT = re.compile(r"^\s*Action Input:[ \t]*(.*)$", re.MULTILINE)
 FINAL_ANSWER = re.compile(r"^\s*AI:[ \t]*(.*)$", re.MULTILINE | re.DOTALL)
+IMAGE_PATH = re.compile(r"[\w./-]+\.(?:png|jpe?g|bmp|webp|gif|tiff?)\b", re.IGNORECASE)
 # Decoding stops here: the observation is the tool's to write, not the model's.
 OBSERVATION_STOP = "Observation:"
 TOOL_THOUGHT = "Do I need to use a tool? Yes"
@@ -58,10 +62,20 @@ def parse_turn(text: str) -> ParsedTurn:
     return ParsedTurn("malformed", thought, problem="neither an 'Action:' nor an 'AI:' line")
 
 
+def observation_for_model(observation: str) -> str:
+    """A tool's output as the model reads it: one that starts with the image it wrote (a bare path, or
+    a path and a note about it) gets the training data's "Result saved as " in front."""
+    text = observation.strip()
+    path = IMAGE_PATH.match(text)
+    if path and (path.end() == len(text) or text[path.end()].isspace()):
+        return f"Result saved as {text}"
+    return observation
+
+
 def tool_step_text(action: str, action_input: str, observation: str) -> str:
     """One finished step as the edge model reads it back (the builder's context-sample format)."""
     call = prompt_templates()["LLM_RESPONSE_TOOL_FORMAT"].format(tool_name=action, args=action_input)
-    return call.removesuffix("Observation:\n") + f"Observation: {observation}\n"
+    return call.removesuffix("Observation:\n") + f"Observation: {observation_for_model(observation)}\n"
 
 
 def answer_text(answer: str) -> str:

@@ -17,7 +17,7 @@ from langchain_core.tools import tool as langchain_tool
 
 from agent import Agent, AgentResult, LoRAGenRuntime, Step
 from agent.core import DEFAULT_CAPTION
-from agent.parsing import format_hint, parse_turn, tool_step_text
+from agent.parsing import format_hint, observation_for_model, parse_turn, tool_step_text
 from agent.runtime import RuntimeCompletion
 from loragen_core import LoRAGenConfig, build_generator, load_causal_lm
 from loragen_core.edge_runtime import EdgeModel, cut_at_stop
@@ -120,6 +120,23 @@ def test_parse_turn(text, kind, action, action_input, answer):
         assert turn.problem
 
 
+@pytest.mark.parametrize(
+    "observation, shown",
+    [
+        ("image/abcdefgh.png", "Result saved as image/abcdefgh.png"),
+        (" image/abcdefgh.png\n", "Result saved as image/abcdefgh.png"),
+        ("image/abcdefgh.png (3 regions)", "Result saved as image/abcdefgh.png (3 regions)"),
+        ("Result saved as image/abcdefgh.png", "Result saved as image/abcdefgh.png"),
+        ("image/abcdefgh.pngs", "image/abcdefgh.pngs"),
+        ("2 faces: (3, 4, 10, 10), (20, 4, 10, 10)", "2 faces: (3, 4, 10, 10), (20, 4, 10, 10)"),
+        ("error: There is no file 'x.png' in the workspace", "error: There is no file 'x.png' in the workspace"),
+    ],
+)
+def test_an_image_result_is_shown_in_the_training_phrasing(observation, shown):
+    assert observation_for_model(observation) == shown
+    assert tool_step_text(EDGE, "a.png", observation).endswith(f"Observation: {shown}\n")
+
+
 def test_trace_format_matches_the_training_context_samples():
     """The agent must show the model its steps exactly as the context samples it was trained on."""
     from eval_gpt4tools.builder import SampleBuilder
@@ -151,7 +168,7 @@ def test_tool_call_then_answer(workspace):
     assert result.error is None and [s.kind for s in result.steps] == ["tool", "answer"]
     produced = result.steps[0].observation
     assert produced != image and workspace.resolve(produced).is_file()
-    assert result.images == [produced] and result.answer == f"Edges: {produced}"
+    assert result.images == [produced] and result.answer == f"Edges: Result saved as {produced}"
     assert result.steps[0].raw == TOOL_CALL.format(name=EDGE, arg=image)  # cut before "Observation:"
 
     full = build_prompt([(t.name, t.description) for t in agent.tools], "Detect the edges of this image.", image_turn(image, DEFAULT_CAPTION))
@@ -159,11 +176,12 @@ def test_tool_call_then_answer(workspace):
     assert first["system_prompt"] == agent.system_prompt == split_prompt(full).system_prompt
     assert first["prompt"] == split_prompt(full).edge_prompt == result.edge_prompt
     assert second["prompt"] == split_prompt(full + tool_step_text(EDGE, image, produced)).edge_prompt
+    assert second["prompt"].endswith(f"Observation: Result saved as {produced}\n")  # the training phrasing
     assert "Observation:" in first["stop"]
     assert result.adapter_hash == "scripted" and result.full_prompt_tokens > result.prompt_tokens
     assert result.trace_text() == (
         f"Thought: Do I need to use a tool? Yes\nAction: {EDGE}\nAction Input: {image}\nObservation: {produced}\n"
-        f"Thought: Do I need to use a tool? No\nAI: Edges: {produced}"
+        f"Thought: Do I need to use a tool? No\nAI: Edges: Result saved as {produced}"
     )
 
 

