@@ -25,6 +25,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from loragen_core.adapter_service import AdapterResult
@@ -98,7 +99,7 @@ class Agent:
         self,
         tools: Iterable[Any],
         runtime: LoRAGenRuntime | None = None,
-        workspace: Workspace | None = None,
+        workspace: Workspace | str | Path | None = None,
         mode: str = "loragen",
         max_steps: int = 5,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
@@ -108,7 +109,8 @@ class Agent:
         self.tool_names = [tool.name for tool in self.tools]
         self.system_prompt = system_prompt_for([(tool.name, tool.description) for tool in self.tools])
         self._runtime = runtime
-        self.workspace = workspace if workspace is not None else Workspace()
+        # A path names the workspace folder; None makes a fresh temporary one.
+        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         self.mode = _check_mode(mode)
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
