@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--generator", type=Path, default=None, help="Generator checkpoint (loragen modes).")
     run_cmd.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="Decoding budget, same for all modes.")
 
+    table_cmd = commands.add_parser("table", help="Gather finished runs into one table (JSON, Markdown, chart).")
+    table_cmd.add_argument("--row", action="append", required=True, metavar="NAME=RUN_DIR",
+                           help="A row: its method name and a finished run directory; repeat for each row.")
+    table_cmd.add_argument("--out", type=Path, default=Path("results") / "gpt4tools_table3",
+                           help="Output path without suffix: writes .json, .md and .png (default results/gpt4tools_table3).")
+
     build = commands.add_parser("build-data", help="Build GPT4Tools-style training data for the seen tools.")
     build.add_argument("--out", type=Path, required=True, help="Directory for train.jsonl (datasets.load_dataset('json')).")
     build.add_argument("--n", type=int, default=2000, help="Number of samples.")
@@ -65,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return _bench(args)
+        if args.command == "table":
+            return _table(args)
         if args.command == "build-data":
             return _build_data(args)
         if args.command == "score":
@@ -108,6 +116,15 @@ def _run(args) -> int:
     summary = run(config)
     print(markdown_table([summary]))
     print(f"Predictions, metrics.json, table.md and chart.png in {out}")
+    return 0
+
+
+def _table(args) -> int:
+    from .table import parse_row, write_table
+
+    records = write_table([parse_row(spec) for spec in args.row], args.out)
+    print(args.out.with_suffix(".md").read_text())
+    print(f"{len(records)} rows written to {args.out}.json/.md/.png")
     return 0
 
 
