@@ -88,9 +88,21 @@ def test_no_test_set_text_and_no_unseen_tool(rows):
 
 def test_cli_writes_jsonl_that_datasets_loads(tmp_path, capsys):
     assert main(["build-data", "--out", str(tmp_path), "--n", "12", "--seed", "3"]) == 0
-    assert "12 samples written" in capsys.readouterr().out
+    assert "12 samples, 12 distinct system prompts, written" in capsys.readouterr().out
     dataset = load_dataset("json", data_files=str(tmp_path / "train.jsonl"), split="train")
     assert len(dataset) == 12 and {"system_prompt", "edge_prompt", "output", "kind"} <= set(dataset.column_names)
     assert not list(tmp_path.glob("*.tmp"))
     first = json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])
     assert first["id"] == "seed3-0"
+
+
+def test_a_tool_set_pool_bounds_the_distinct_system_prompts():
+    rows = build_samples(300, 0, lambda questions: ["Fine."] * len(questions), tool_sets=20)
+    prompts = {r["system_prompt"] for r in rows}
+    # Requests whose required tools fit no pooled list get a fresh, unpooled one; far fewer than 300 remain.
+    assert len(prompts) <= 40
+    unpooled = build_samples(300, 0, lambda questions: ["Fine."] * len(questions))
+    assert len({r["system_prompt"] for r in unpooled}) > 200
+    for row in rows:  # every sample still lists its gold tool
+        if row["gold_tool"]:
+            assert f"> {row['gold_tool']}:" in row["system_prompt"]
