@@ -59,6 +59,13 @@ def plot_losses(log_path: Path, path: Path) -> None:
     plt.close(figure)
 
 
+def trained_parts(config: TrainConfig) -> str:
+    if config.method == "lora":
+        return f"trained: a peft LoRA (r {config.r}, alpha {config.r}) on the edge FFNs, {config.prompt} prompt."
+    return (f"trained: cloud LoRA {config.train_cloud_lora}, meta tokens {config.train_meta_tokens}, routers {config.train_routers}, "
+            f"experts {config.train_experts}; n_experts {config.n_experts}, top_k {config.top_k}, r {config.r}, cv_alpha {config.cv_alpha}.")
+
+
 def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: int, out: Path, final: Path) -> None:
     summary = {"config": config.to_dict(), "data": data_summary(config, rows, used, dropped), "training": summarize_log(out / "log.jsonl")}
     (final / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -74,9 +81,7 @@ def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: 
         f"id prefixes {data['id_prefixes']}), {data['distinct_system_prompts']} distinct system prompts, kinds {data['kinds']}; "
         f"{data['dropped_too_long']} dropped for length.",
         f"- Recipe `{config.recipe}`: lr {config.lr}, batch {config.batch_size}, warm-up {config.warmup_steps}, "
-        f"cosine to step {config.steps}, weight decay {config.weight_decay}, seed {config.seed}; "
-        f"trained: cloud LoRA {config.train_cloud_lora}, meta tokens {config.train_meta_tokens}, routers {config.train_routers}, "
-        f"experts {config.train_experts}; n_experts {config.n_experts}, top_k {config.top_k}, r {config.r}, cv_alpha {config.cv_alpha}.",
+        f"cosine to step {config.steps}, weight decay {config.weight_decay}, seed {config.seed}; " + trained_parts(config),
         f"- Steps logged: {training['steps_logged']}; summed step time {training['train_seconds']} s.",
         f"- L_LM first step {training['first_lm']}, mean of the last 20 steps {training['final_lm_mean_last_20']}; "
         f"L_cv {training['final_cv_mean_last_20']}.",
