@@ -159,6 +159,24 @@ def rewrite_log(out: Path, keep_before: int) -> None:
     temporary.replace(path)
 
 
+@torch.no_grad()
+def held_out_lm(trainable: nn.Module, examples: list, pad_id: int, device: torch.device, batch_size: int) -> float:
+    """Mean answer-token L_LM over held-out examples, in eval mode (no dropout, BatchNorm running stats)."""
+    was_training = trainable.training
+    trainable.eval()
+    total, weight = 0.0, 0
+    try:
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate(chunk, pad_id).items()}
+            answer_tokens = int((batch["labels"][:, 1:] != -100).sum())
+            total += trainable(batch).lm.item() * answer_tokens
+            weight += answer_tokens
+    finally:
+        trainable.train(was_training)
+    return total / max(weight, 1)
+
+
 def check_resume_identity(config: TrainConfig, out: Path) -> None:
     path = out / "train_config.json"
     if path.exists():
@@ -182,7 +200,11 @@ def train(config: TrainConfig) -> Path:
     rows = load_rows(config.data, need_instruction=config.prompt_field == "instruction")
     tokenizer = load_causal_lm(config.edge_model).tokenizer
     examples, dropped = encode_rows(rows, tokenizer, config.prompt_field, config.max_edge_tokens)
-    trainable = build_trainable(config, out, examples, show_progress=accelerator.is_main_process)
+    held_out = []
+    if config.eval_data:
+        eval_rows = load_rows(config.eval_data, need_instruction=config.prompt_field == "instruction")
+        held_out, _ = encode_rows(eval_rows, tokenizer, config.prompt_field, config.max_edge_tokens)
+    trainable = build_trainable(config, out, examples + held_out, show_progress=accelerator.is_main_process)
     parameters = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
@@ -218,6 +240,11 @@ def train(config: TrainConfig) -> Path:
             with open(out / LOG_FILE, "a") as log:
                 log.write(json.dumps(record) + "\n")
             progress.set_postfix(loss=f"{record['loss']:.3f}", lm=f"{record['lm']:.3f}", cv=f"{record['cv']:.4f}")
+            if held_out and ((config.eval_every and (step + 1) % config.eval_every == 0) or step + 1 == config.steps):
+                eval_lm = held_out_lm(accelerator.unwrap_model(trainable), held_out, pad_id, accelerator.device, config.batch_size)
+                with open(out / LOG_FILE, "a") as log:
+                    log.write(json.dumps({"step": step, "eval_lm": eval_lm, "eval_examples": len(held_out)}) + "\n")
+                progress.write(f"step {step + 1}: held-out L_LM {eval_lm:.4f} on {len(held_out)} examples")
             if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
                 save_checkpoint(accelerator.unwrap_model(trainable), optimizer, scheduler, step + 1, out)
         accelerator.wait_for_everyone()

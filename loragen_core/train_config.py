@@ -36,6 +36,8 @@ class TrainConfig:
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper: 0.1)."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
     max_edge_tokens: int | None = field(default=None, metadata={"help": "Longer edge sequences are dropped (never truncated)."})
+    eval_data: list[str] = field(default_factory=list, metadata={"help": "Held-out JSON-lines files: their answer-token L_LM is logged at the end (and every --eval-every steps)."})
+    eval_every: int = field(default=0, metadata={"help": "Held-out evaluation every N steps (0: only at the end)."})
     save_every: int = field(default=25, metadata={"help": "Write a resumable checkpoint every N steps."})
     seed: int = field(default=0, metadata={"help": "Seed for the data order, dropout and initialisation."})
     train_cloud_lora: bool | None = field(default=None, metadata={"help": "Train the cloud LM's q/v LoRA."})
@@ -74,4 +76,4 @@ class TrainConfig:
 
     def resume_identity(self) -> dict:
         """What must not change when a run resumes (everything but bookkeeping)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("save_every", "out")}
+        return {k: v for k, v in self.to_dict().items() if k not in ("save_every", "out", "eval_data", "eval_every")}

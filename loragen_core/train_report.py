@@ -11,7 +11,9 @@ from .train_config import TrainConfig
 
 
 def summarize_log(log_path: Path, last: int = 20) -> dict:
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] if log_path.exists() else []
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] if log_path.exists() else []
+    records = [r for r in lines if "loss" in r]
+    evaluations = [r for r in lines if "eval_lm" in r]
     tail = records[-last:]
     mean = lambda key: sum(r[key] for r in tail) / len(tail) if tail else float("nan")  # noqa: E731
     return {
@@ -21,6 +23,8 @@ def summarize_log(log_path: Path, last: int = 20) -> dict:
         f"final_lm_mean_last_{last}": round(mean("lm"), 4),
         f"final_cv_mean_last_{last}": round(mean("cv"), 5),
         "first_lm": round(records[0]["lm"], 4) if records else None,
+        "held_out_lm": round(evaluations[-1]["eval_lm"], 4) if evaluations else None,
+        "held_out_examples": evaluations[-1]["eval_examples"] if evaluations else 0,
     }
 
 
@@ -47,7 +51,7 @@ def plot_losses(log_path: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    records = [r for r in (json.loads(line) for line in log_path.read_text().splitlines() if line.strip()) if "loss" in r]
     steps = [r["step"] for r in records]
     figure, (lm_axis, cv_axis) = plt.subplots(1, 2, figsize=(9, 3.2))
     lm_axis.plot(steps, [r["lm"] for r in records])
@@ -84,7 +88,7 @@ def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: 
         f"cosine to step {config.steps}, weight decay {config.weight_decay}, seed {config.seed}; " + trained_parts(config),
         f"- Steps logged: {training['steps_logged']}; summed step time {training['train_seconds']} s.",
         f"- L_LM first step {training['first_lm']}, mean of the last 20 steps {training['final_lm_mean_last_20']}; "
-        f"L_cv {training['final_cv_mean_last_20']}.",
+        f"L_cv {training['final_cv_mean_last_20']}; held-out L_LM {training['held_out_lm']} on {training['held_out_examples']} examples.",
         "",
         "Full details: `training_summary.json`; loss curves: `loss.png`.",
         "",

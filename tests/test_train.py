@@ -141,3 +141,12 @@ def test_files_with_different_columns_mix(tmp_path):
     second.write_text(json.dumps({"system_prompt": "s", "edge_prompt": "e", "output": "o", "task": "boolq"}) + "\n")
     rows = load_rows([first, second])
     assert len(rows) == 3 and rows[-1]["output"] == "o"
+
+
+def test_held_out_loss_is_logged_and_carried_to_the_card(tiny_dirs, tmp_path):
+    held_out = write_data(tmp_path / "held_out.jsonl", n=4)
+    final = train(config(tiny_dirs, tmp_path, steps=4, eval_data=[str(held_out)], eval_every=2))
+    evaluations = [r for r in read_log(tmp_path / "run") if "eval_lm" in r]
+    assert [r["step"] for r in evaluations] == [1, 3] and all(r["eval_examples"] == 4 and r["eval_lm"] > 0 for r in evaluations)
+    summary = json.loads((final / "training_summary.json").read_text())["training"]
+    assert summary["held_out_lm"] == round(evaluations[-1]["eval_lm"], 4) and summary["steps_logged"] == 4
