@@ -265,8 +265,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     for spec in dataclasses.fields(TrainConfig):
         flag = "--" + spec.name.replace("_", "-")
         help_text = spec.metadata.get("help", "")
-        if spec.name == "data":
-            parser.add_argument(flag, nargs="+", required=True, help=help_text)
+        if spec.type == "list[str]":
+            parser.add_argument(flag, nargs="+", required=spec.name == "data", help=help_text)
         elif spec.type in ("bool | None", "bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
@@ -279,6 +279,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def _default_text(spec: dataclasses.Field) -> str:
     if spec.default is None:
         return "from --recipe"
+    if spec.default is dataclasses.MISSING:
+        return "none"
     return str(spec.default)
 
 

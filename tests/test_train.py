@@ -150,3 +150,11 @@ def test_held_out_loss_is_logged_and_carried_to_the_card(tiny_dirs, tmp_path):
     assert [r["step"] for r in evaluations] == [1, 3] and all(r["eval_examples"] == 4 and r["eval_lm"] > 0 for r in evaluations)
     summary = json.loads((final / "training_summary.json").read_text())["training"]
     assert summary["held_out_lm"] == round(evaluations[-1]["eval_lm"], 4) and summary["steps_logged"] == 4
+
+
+def test_command_line_takes_several_data_and_eval_files():
+    from loragen_core.train import parse_args
+
+    config = parse_args(["--data", "a.jsonl", "b.jsonl", "--eval-data", "c.jsonl", "--steps", "3", "--no-train-routers"])
+    assert config.data == ["a.jsonl", "b.jsonl"] and config.eval_data == ["c.jsonl"]
+    assert config.steps == 3 and config.train_routers is False and config.lr == 1e-3  # the cpu recipe's default
