@@ -155,7 +155,7 @@ def test_a_turn_with_an_image_runs_the_tool_and_shows_trace_panel_and_baseline(s
     edge_map = np.asarray(Image.open(edges))
     assert edge_map.max() == 255 and edge_map.min() == 0  # Canny found the square's border
     answer = [t for t in texts(out["chat"]) if t.startswith("Done")]
-    assert answer and re.fullmatch(rf"Done \[adapter {adapter}\]: image/[a-z]{{8}}\.png", answer[0])
+    assert answer and re.fullmatch(rf"Done \[adapter {adapter}\]: Result saved as image/[a-z]{{8}}\.png", answer[0])
 
     assert "Action: Edge Detection On Image" in out["trace"] and "Observation: image/" in out["trace"]
     assert "# In-context baseline" in out["trace"]
@@ -209,7 +209,7 @@ def test_sessions_keep_their_own_tools_image_and_history(served, tmp_path):
     out_first = send(first, "#edges now", tools=OTHER_TOOLS + ["Edge Detection On Image"])
     assert "Tool set changed to: Edge Detection On Image, Line Detection On Image, Detect Face." in texts(out_first["chat"])[-4]
     adapter = expected_adapter(runtime, OTHER_TOOLS + ["Edge Detection On Image"])
-    assert re.fullmatch(rf"Done \[adapter {adapter}\]: image/[a-z]{{8}}\.png", texts(out_first["chat"])[-2])
+    assert re.fullmatch(rf"Done \[adapter {adapter}\]: Result saved as image/[a-z]{{8}}\.png", texts(out_first["chat"])[-2])
 
 
 def test_python_m_ui_serves_the_chat_api(tiny_dirs, tmp_path):

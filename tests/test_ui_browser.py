@@ -60,7 +60,7 @@ def test_chat_in_the_browser_with_image_trace_panel_and_baseline(app_url, page, 
     box.press("Enter")
 
     adapter = expected_adapter(runtime, DEFAULT_TOOLS)
-    expect(chat.get_by_text(f"Done [adapter {adapter}]: image/")).to_be_visible()
+    expect(chat.get_by_text(f"Done [adapter {adapter}]: Result saved as image/")).to_be_visible()
     expect(chat.locator("img")).to_have_count(2)  # the upload and the edge map, inline
     expect(page.locator("#adapter-panel")).to_contain_text(f"{adapter}")
     expect(page.locator("#adapter-panel")).to_contain_text("untrained")
