@@ -28,6 +28,7 @@ from loragen_core import DEFAULT_MODEL, AdapterService, GeneratedLoRA, load_caus
 from loragen_core.checkpoint import DEFAULT_CHECKPOINT, GENERATOR_WEIGHTS_FILE
 from loragen_core.config import CONFIG_FILE_NAME, LoRAGenConfig
 from loragen_core.edge_runtime import EdgeModel
+from loragen_core.resumable_run import open_resumable_run
 
 from .prompts import DEFAULT_SHOTS, MODES, TaskPrompt, task_prompt
 from .scoring import average, harmonic_mean, predict, score_options
@@ -89,32 +90,9 @@ def load_plan(config: RunConfig) -> list[tuple[TaskPrompt, list[Item]]]:
     return plan
 
 
-def _read_log(path: Path) -> dict:
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-                done[record["id"]] = record
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut off by an interruption: that item simply runs again
-    return done
-
-
 def run(config: RunConfig) -> RunSummary:
     plan = load_plan(config)
-    config.out.mkdir(parents=True, exist_ok=True)
-    identity_path = config.out / "run_config.json"
-    if identity_path.exists() and json.loads(identity_path.read_text()) != config.identity():
-        raise RunConfigError(f"{config.out} holds a run with a different configuration ({identity_path}); use another --out.")
-    identity_path.write_text(json.dumps(config.identity(), indent=2))
-    log_path = config.out / RECORDS_LOG
-    done = _read_log(log_path)
-    # Rewrite the log without any damaged line before appending; via a temporary file, so an
-    # interruption here cannot lose the items already done.
-    rewritten = log_path.with_suffix(".jsonl.tmp")
-    rewritten.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
-    rewritten.replace(log_path)
+    log_path, done = open_resumable_run(config.out, config.identity(), RECORDS_LOG, RunConfigError)
 
     todo = [(prompt, [i for i in items if i.id not in done]) for prompt, items in plan]
     todo = [(prompt, items) for prompt, items in todo if items]

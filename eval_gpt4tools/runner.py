@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_default_generator, load_generator
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
+from loragen_core.resumable_run import open_resumable_run
 from tools import split_prompt
 
 from .data import load_test_items, stratified_subset
@@ -88,34 +89,9 @@ def edge_text(config: RunConfig, instruction: str) -> tuple[str, str | None]:
     return parts.edge_prompt, parts.system_prompt
 
 
-def _read_log(path: Path) -> dict:
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-                done[record["id"]] = record
-            except (json.JSONDecodeError, KeyError):
-                continue  # a line cut off by an interruption: that item simply runs again
-    return done
-
-
 def run(config: RunConfig) -> RunSummary:
     items = stratified_subset(load_test_items(config.data), config.limit)
-    config.out.mkdir(parents=True, exist_ok=True)
-    identity_path = config.out / "run_config.json"
-    if identity_path.exists() and json.loads(identity_path.read_text()) != config.identity():
-        raise RunConfigError(
-            f"{config.out} holds a run with a different configuration ({identity_path}); use another --out."
-        )
-    identity_path.write_text(json.dumps(config.identity(), indent=2))
-    log_path = config.out / PREDICTIONS_LOG
-    done = _read_log(log_path)
-    # Rewrite the log without any damaged line before appending to it; via a temporary file, so an
-    # interruption here cannot lose the items already done.
-    rewritten = log_path.with_suffix(".jsonl.tmp")
-    rewritten.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
-    rewritten.replace(log_path)
+    log_path, done = open_resumable_run(config.out, config.identity(), PREDICTIONS_LOG, RunConfigError)
     todo = [item for item in items if item["id"] not in done]
 
     wall_start = time.perf_counter()
