@@ -19,7 +19,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -28,7 +28,7 @@ from loragen_core import DEFAULT_MODEL, AdapterService, GeneratedLoRA, load_caus
 from loragen_core.checkpoint import DEFAULT_CHECKPOINT, GENERATOR_WEIGHTS_FILE
 from loragen_core.config import CONFIG_FILE_NAME, LoRAGenConfig
 from loragen_core.edge_runtime import EdgeModel
-from loragen_core.resumable_run import open_resumable_run
+from loragen_core.resumable_run import RunSummary, open_resumable_run
 
 from .prompts import DEFAULT_SHOTS, MODES, TaskPrompt, task_prompt
 from .scoring import average, harmonic_mean, predict, score_options
@@ -71,13 +71,6 @@ class RunConfig:
         """What must not change between an interrupted run and its resumption."""
         keys = ("mode", "shots", "shot_seed", "adapter", "generator", "edge_model")
         return {k: str(getattr(self, k)) for k in keys}
-
-
-@dataclass
-class RunSummary:
-    method: str
-    metrics: dict = field(default_factory=dict)
-    out: Path | None = None
 
 
 def load_plan(config: RunConfig) -> list[tuple[TaskPrompt, list[Item]]]:

@@ -18,14 +18,14 @@ import json
 import re
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_default_generator, load_generator
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
-from loragen_core.resumable_run import open_resumable_run
+from loragen_core.resumable_run import RunSummary, open_resumable_run
 from tools import split_prompt
 
 from .data import load_test_items, stratified_subset
@@ -67,13 +67,6 @@ class RunConfig:
         """What must not change between an interrupted run and its resumption."""
         keys = ("mode", "adapter", "prompt", "generator", "max_new_tokens")
         return {k: str(getattr(self, k)) for k in keys}
-
-
-@dataclass
-class RunSummary:
-    method: str
-    metrics: dict = field(default_factory=dict)
-    out: Path | None = None
 
 
 def edge_text(config: RunConfig, instruction: str) -> tuple[str, str | None]:

@@ -8,9 +8,19 @@ and a rerun with a different configuration is refused instead of mixing two runs
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 IDENTITY_FILE = "run_config.json"
+
+
+@dataclass
+class RunSummary:
+    """One finished run: its method label, its metrics.json content, and where it lives."""
+
+    method: str
+    metrics: dict = field(default_factory=dict)
+    out: Path | None = None
 
 
 def open_resumable_run(out: Path, identity: dict, log_name: str, error: type[Exception]) -> tuple[Path, dict]:
