@@ -90,8 +90,7 @@ def generator_config(config: TrainConfig) -> LoRAGenConfig:
     )
 
 
-def build_trainable(config: TrainConfig, out: Path, examples: list, show_progress: bool) -> nn.Module:
-    edge = load_causal_lm(config.edge_model).model
+def build_trainable(config: TrainConfig, edge: nn.Module, out: Path, examples: list, show_progress: bool) -> nn.Module:
     edge.requires_grad_(False)
     if config.method == "lora":
         lora = LoraConfig(
@@ -198,13 +197,14 @@ def train(config: TrainConfig) -> Path:
     torch.manual_seed(config.seed + accelerator.process_index)
 
     rows = load_rows(config.data, need_instruction=config.prompt_field == "instruction")
-    tokenizer = load_causal_lm(config.edge_model).tokenizer
+    edge = load_causal_lm(config.edge_model)
+    tokenizer = edge.tokenizer
     examples, dropped = encode_rows(rows, tokenizer, config.prompt_field, config.max_edge_tokens)
     held_out = []
     if config.eval_data:
         eval_rows = load_rows(config.eval_data, need_instruction=config.prompt_field == "instruction")
         held_out, _ = encode_rows(eval_rows, tokenizer, config.prompt_field, config.max_edge_tokens)
-    trainable = build_trainable(config, out, examples + held_out, show_progress=accelerator.is_main_process)
+    trainable = build_trainable(config, edge.model, out, examples + held_out, show_progress=accelerator.is_main_process)
     parameters = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
