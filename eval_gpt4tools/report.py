@@ -20,9 +20,13 @@ def markdown_table(summaries) -> str:
         scores = " | ".join(f"{100 * m[k]:.1f}" for k in SCORE_KEYS)
         lines.append(
             f"| {s.method} | {scores} | {m['mean_edge_prompt_tokens']:.0f} | {m['compression']:.1f}x | "
-            f"{m['median_latency_s']:.2f} | {m['p90_latency_s']:.2f} | {m['n_items']} |"
+            f"{_seconds(m.get('median_latency_s'))} | {_seconds(m.get('p90_latency_s'))} | {m['n_items']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"  # batched runs measure throughput, not latency
 
 
 def bar_chart(summaries, path: Path) -> Path:

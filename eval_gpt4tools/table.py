@@ -5,6 +5,10 @@
 
 Each RUN_DIR is a finished `run` directory (its metrics.json); the row's `method` is the given name.
 Rows scored on different item counts are allowed but flagged: compare like with like.
+
+A batched run (`run --batch-size B`) measures throughput, not latency; `--latency NAME=RUN_DIR` takes
+that row's median and p90 latency from a batch-1 run of the same method (on a subset, say
+`--limit 100`), and the row records where they came from.
 """
 
 from __future__ import annotations
@@ -36,11 +40,29 @@ def load_summary(name: str, directory: Path) -> RunSummary:
     return RunSummary(method=name, metrics=json.loads(path.read_text()), out=directory)
 
 
-def write_table(rows: list[tuple[str, Path]], out: Path) -> list[dict]:
+def with_latency_from(summary: RunSummary, latency_run: RunSummary) -> RunSummary:
+    """`summary` with its latencies taken from a batch-1 run of the same method."""
+    if latency_run.metrics.get("batch_size", 1) != 1:
+        raise TableError(f"--latency {summary.method}={latency_run.out}: that run is batched too; use a batch-1 run.")
+    metrics = dict(summary.metrics)
+    metrics["median_latency_s"] = latency_run.metrics["median_latency_s"]
+    metrics["p90_latency_s"] = latency_run.metrics["p90_latency_s"]
+    metrics["latency_from"] = f"{latency_run.out} (batch 1, {latency_run.metrics['n_items']} items)"
+    return RunSummary(method=summary.method, metrics=metrics, out=summary.out)
+
+
+def write_table(rows: list[tuple[str, Path]], out: Path, latency: list[tuple[str, Path]] = ()) -> list[dict]:
     summaries = [load_summary(name, directory) for name, directory in rows]
+    latency_runs = {name: load_summary(name, directory) for name, directory in latency}
+    unknown = set(latency_runs) - {s.method for s in summaries}
+    if unknown:
+        raise TableError(f"--latency names no --row: {', '.join(sorted(unknown))}.")
+    summaries = [with_latency_from(s, latency_runs[s.method]) if s.method in latency_runs else s for s in summaries]
     records = [{**{k: s.metrics.get(k) for k in ROW_KEYS if k != "method"}, "method": s.method,
                 "mean_edge_prompt_tokens": s.metrics.get("mean_edge_prompt_tokens"),
-                "p90_latency_s": s.metrics.get("p90_latency_s"), "run_dir": str(s.out)} for s in summaries]
+                "p90_latency_s": s.metrics.get("p90_latency_s"), "run_dir": str(s.out),
+                "batch_size": s.metrics.get("batch_size", 1), "latency_from": s.metrics.get("latency_from", str(s.out))}
+               for s in summaries]
     records = [{k: r[k] for k in ROW_KEYS} | {k: v for k, v in r.items() if k not in ROW_KEYS} for r in records]
     out.parent.mkdir(parents=True, exist_ok=True)
     counts = sorted({r["n_items"] for r in records})

@@ -60,6 +60,19 @@ class GeneratedLoRA:
             self.lora_alpha,
         )
 
+    @classmethod
+    def stack(cls, adapters: list["GeneratedLoRA"]) -> "GeneratedLoRA":
+        """One batch from several adapters of the same shape (row i is adapters[i])."""
+        first = adapters[0]
+        if any(a.r != first.r or a.lora_alpha != first.lora_alpha or a.lora_a.keys() != first.lora_a.keys() for a in adapters):
+            raise ValueError("Only adapters with the same targets, rank and alpha can be stacked.")
+        return cls(
+            {n: torch.cat([a.lora_a[n] for a in adapters]) for n in first.lora_a},
+            {n: torch.cat([a.lora_b[n] for a in adapters]) for n in first.lora_b},
+            first.r,
+            first.lora_alpha,
+        )
+
     def detach(self) -> "GeneratedLoRA":
         return GeneratedLoRA(
             {n: a.detach().clone() for n, a in self.lora_a.items()},

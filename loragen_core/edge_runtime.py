@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,33 @@ class _FinalAnswerStop(StoppingCriteria):
         text = self.tokenizer.decode(input_ids[0, self.prompt_length :], skip_special_tokens=True)
         done = FINAL_ANSWER_DONE.search(text) is not None
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+class _RowEnds(StoppingCriteria):
+    """Batched form of the decoding rule: row i ends at EOS or once its final-answer line is complete.
+
+    Records how many tokens each row had generated when it ended (generate() pads ended rows until the
+    whole batch is done), so every row's token count matches what decoding it alone would produce.
+    """
+
+    def __init__(self, tokenizer, prompt_width: int, eos_token_id: int):
+        self.tokenizer = tokenizer
+        self.prompt_width = prompt_width
+        self.eos_token_id = eos_token_id
+        self.ended_at: list[int | None] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        if not self.ended_at:
+            self.ended_at = [None] * input_ids.shape[0]
+        generated = input_ids.shape[1] - self.prompt_width
+        for row, ended in enumerate(self.ended_at):
+            if ended is not None:
+                continue
+            tokens = input_ids[row, self.prompt_width :]
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            if int(tokens[-1]) == self.eos_token_id or FINAL_ANSWER_DONE.search(text):
+                self.ended_at[row] = generated
+        return torch.tensor([e is not None for e in self.ended_at], dtype=torch.bool, device=input_ids.device)
 
 
 class _StopStringCriteria(StoppingCriteria):
@@ -167,6 +195,54 @@ class EdgeModel:
         if streamer is not None:
             streamer.finish(text)
         return Completion(text=text, prompt_tokens=int(prompt_length), new_tokens=int(new.shape[0]), seconds=seconds)
+
+    @torch.inference_mode()
+    def complete_batch(
+        self,
+        user_texts: Sequence[str],
+        adapter: GeneratedLoRA | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> list[Completion]:
+        """Greedy completions of several prompts in one left-padded batch, by the rule of `complete`.
+
+        `adapter` (optional) is applied functionally on top of the current weights, one adapter per
+        row (its batch size equals len(user_texts)) or one shared (batch size 1): evaluation can then
+        batch items whose system prompts, and so adapters, differ. This is for throughput: each
+        Completion's `seconds` is the whole batch's wall time, not a per-request latency.
+        """
+        if not user_texts:
+            return []
+        if adapter is not None and adapter.batch_size not in (1, len(user_texts)):
+            raise ValueError(f"{len(user_texts)} prompts but an adapter batch of {adapter.batch_size}.")
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        rows = [self.chat_input_ids(text)[0] for text in user_texts]
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for i, row in enumerate(rows):  # left padding: every prompt ends where decoding starts
+            input_ids[i, width - len(row) :] = row
+            attention_mask[i, width - len(row) :] = 1
+        ends = _RowEnds(self.tokenizer, width, self.tokenizer.eos_token_id)
+        with self.lock:
+            applied = adapter.applied_to(self.model) if adapter is not None else nullcontext()
+            start = time.perf_counter()
+            with applied:
+                output = self.model.generate(
+                    input_ids=input_ids.to(self.model.device),
+                    attention_mask=attention_mask.to(self.model.device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    stopping_criteria=StoppingCriteriaList([ends]),
+                    pad_token_id=pad,
+                )
+            seconds = time.perf_counter() - start
+        completions = []
+        for i, row in enumerate(rows):
+            new = output[i, width:]
+            n_new = ends.ended_at[i] if ends.ended_at and ends.ended_at[i] is not None else int(new.shape[0])
+            text = self.tokenizer.decode(new[:n_new], skip_special_tokens=True)
+            completions.append(Completion(text=text, prompt_tokens=len(row), new_tokens=n_new, seconds=seconds))
+        return completions
 
     def specialize(self, adapter: GeneratedLoRA) -> float:
         """Merge `adapter` (replacing any merged one); returns the merge time in seconds."""

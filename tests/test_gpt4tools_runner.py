@@ -53,3 +53,20 @@ def test_mode_arguments_are_checked(tmp_path):
         RunConfig(mode="lora", out=tmp_path)
     with pytest.raises(RunConfigError, match="Unknown mode"):
         RunConfig(mode="zero-shot", out=tmp_path)
+
+
+def test_batched_loragen_run_writes_what_one_at_a_time_writes(tmp_path, loragen_home):
+    """Three items with three different system prompts: each batch row carries its own adapter."""
+    alone = run(RunConfig(mode="loragen", out=tmp_path / "b1", limit=3, max_new_tokens=BUDGET))
+    batched = run(RunConfig(mode="loragen", out=tmp_path / "b2", limit=3, max_new_tokens=BUDGET, batch_size=2))
+    read = lambda name: [json.loads(line) for line in (tmp_path / name / PREDICTIONS_LOG).read_text().splitlines()]
+    assert [(r["id"], r["output"], r["new_tokens"]) for r in read("b2")] == [(r["id"], r["output"], r["new_tokens"]) for r in read("b1")]
+    assert [r["batch_size"] for r in read("b2")] == [2, 2, 1]
+    assert all(r["adapter_cache_hit"] for r in read("b2")), "the batch-1 run cached these adapters"
+    assert batched.metrics["SR_t"] == alone.metrics["SR_t"] and batched.metrics["batch_size"] == 2
+    assert batched.metrics["median_latency_s"] is None, "a batched run measures throughput, not latency"
+    assert alone.metrics["median_latency_s"] > 0
+    with pytest.raises(RunConfigError, match="different configuration"):
+        run(RunConfig(mode="loragen", out=tmp_path / "b2", limit=3, max_new_tokens=BUDGET, batch_size=4))
+    with pytest.raises(RunConfigError, match="at least 1"):
+        RunConfig(mode="icl", out=tmp_path, batch_size=0)

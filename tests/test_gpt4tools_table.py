@@ -40,3 +40,21 @@ def test_unfinished_runs_and_bad_rows_are_clear_errors(tmp_path, capsys):
     assert main(["table", "--row", "no-equals-sign", "--out", str(tmp_path / "t")]) == 2
     assert "NAME=RUN_DIR" in capsys.readouterr().err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_a_batched_row_takes_its_latency_from_a_batch_one_run(tmp_path, capsys):
+    batched = fake_run(tmp_path / "lg652", 0.4, 652)
+    metrics = json.loads((batched / "metrics.json").read_text())
+    (batched / "metrics.json").write_text(json.dumps(metrics | {"median_latency_s": None, "p90_latency_s": None, "batch_size": 8}))
+    timed = fake_run(tmp_path / "lg100", 0.3, 100)
+    out = tmp_path / "t"
+    assert main(["table", "--row", f"loragen={batched}", "--row", f"icl={fake_run(tmp_path / 'icl', 0.0, 652)}", "--out", str(out)]) == 0
+    assert "| – | – | 652 |" in out.with_suffix(".md").read_text(), "no latency is made up for a batched run"
+    assert main(["table", "--row", f"loragen={batched}", "--latency", f"loragen={timed}", "--out", str(out)]) == 0
+    row = json.loads(out.with_suffix(".json").read_text())[0]
+    assert row["median_latency_s"] == 1.5 and row["SR"] == 0.4 and row["n_items"] == 652
+    assert row["latency_from"].endswith("(batch 1, 100 items)") and row["batch_size"] == 8
+    assert main(["table", "--row", f"loragen={batched}", "--latency", f"lora={timed}", "--out", str(out)]) == 2
+    assert "names no --row" in capsys.readouterr().err
+    assert main(["table", "--row", f"loragen={timed}", "--latency", f"loragen={batched}", "--out", str(out)]) == 2
+    assert "batched too" in capsys.readouterr().err
