@@ -2,6 +2,7 @@
 
     prepare   convert the embedded SmolLM2 default into the safetensors cache (once, ~30 s)
     generate  write a PEFT LoRA directory generated from a system prompt file
+    ship      copy a trained generator into the package (bf16, size-checked, with its model card)
 """
 
 from __future__ import annotations
@@ -30,10 +31,24 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--generator", type=Path, default=None, help="Generator checkpoint directory (default: the shipped one).")
     generate.add_argument("--no-cache", action="store_true", help="Always run the cloud LM; do not read or write the adapter cache.")
 
+    ship = commands.add_parser(
+        "ship",
+        help="Copy a trained generator (a run's final/) into the package as bf16 safetensors with its model card.",
+        description="Writes DEST atomically: the weights in bf16, config, edge targets, and the run's model card "
+        "(README.md, training_summary.json, loss.png), with --notes appended to the card. Refuses a result "
+        "larger than --max-mib, the repository's limit for a shipped checkpoint.",
+    )
+    ship.add_argument("source", type=Path, help="A generator checkpoint, e.g. runs/train/NAME/final.")
+    ship.add_argument("--to", dest="dest", type=Path, required=True, help="e.g. loragen_core/checkpoints/commonsense")
+    ship.add_argument("--notes", type=Path, default=None, help="Markdown appended to the model card (commands, wall time).")
+    ship.add_argument("--max-mib", type=float, default=64.0, help="Size limit of the shipped directory (default 64).")
+
     args = parser.parse_args(argv)
     with user_errors():
         if args.command == "prepare":
             return _prepare()
+        if args.command == "ship":
+            return _ship(args)
         return _generate(args)
 
 
@@ -69,6 +84,17 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"adapter written to {out}")
     print(f"generation time: {result.seconds:.3f} s ({'cache hit' if result.cache_hit else 'generated'})")
     print(f"adapter hash: {result.adapter_hash}")
+    return 0
+
+
+def _ship(args: argparse.Namespace) -> int:
+    from .checkpoint import ship_generator
+
+    if args.notes is not None and not args.notes.is_file():
+        raise FileNotFoundError(f"Notes file {args.notes} does not exist.")
+    dest = ship_generator(args.source, args.dest, notes=args.notes.read_text() if args.notes else "", max_mib=args.max_mib)
+    size = sum(p.stat().st_size for p in dest.iterdir()) / 2**20
+    print(f"Shipped {args.source} to {dest} ({size:.1f} MiB, bf16). Load it with --generator {dest}.")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -49,15 +50,19 @@ def save_generator(generator: LoRAGenerator, directory: str | Path, dtype: torch
     """Write a checkpoint atomically; `dtype=torch.bfloat16` halves it for shipping (loading casts
     back to the generator's float32 parameters)."""
     with atomic_directory(directory) as staging:
-        generator.config.save(staging)
-        (staging / EDGE_TARGETS_FILE).write_text(
-            json.dumps([dataclasses.asdict(t) for t in generator.edge_targets], indent=1) + "\n"
-        )
-        state = {k: v.detach().contiguous().cpu() for k, v in generator.trainable_state_dict().items()}
-        if dtype is not None:
-            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-        save_file(state, staging / GENERATOR_WEIGHTS_FILE, metadata={"format": "pt"})
+        _write_generator(generator, staging, dtype)
     return directory
+
+
+def _write_generator(generator: LoRAGenerator, directory: Path, dtype: torch.dtype | None) -> None:
+    generator.config.save(directory)
+    (directory / EDGE_TARGETS_FILE).write_text(
+        json.dumps([dataclasses.asdict(t) for t in generator.edge_targets], indent=1) + "\n"
+    )
+    state = {k: v.detach().contiguous().cpu() for k, v in generator.trainable_state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    save_file(state, directory / GENERATOR_WEIGHTS_FILE, metadata={"format": "pt"})
 
 
 def load_generator(directory: str | Path) -> LoRAGenerator:
@@ -80,6 +85,28 @@ def load_generator(directory: str | Path) -> LoRAGenerator:
             f"unexpected {sorted(unexpected)[:5]}."
         )
     return generator
+
+
+MODEL_CARD_FILES = ("README.md", "training_summary.json", "loss.png")
+
+
+def ship_generator(source: str | Path, dest: str | Path, notes: str = "", max_mib: float = 64.0) -> Path:
+    """`source` (a trainer's final/) → `dest`, in bf16 with its model card, all at once: a checkpoint
+    over `max_mib` is refused and leaves `dest` (and any checkpoint already there) untouched."""
+    source, dest = Path(source), Path(dest)
+    generator = load_generator(source)
+    with atomic_directory(dest) as staging:
+        _write_generator(generator, staging, torch.bfloat16)
+        for name in MODEL_CARD_FILES:
+            if (source / name).is_file():
+                shutil.copyfile(source / name, staging / name)
+        if notes:
+            card = staging / "README.md"
+            card.write_text((card.read_text() if card.exists() else "# LoRA-Gen generator\n") + "\n" + notes.strip() + "\n")
+        size = sum(p.stat().st_size for p in staging.iterdir()) / 2**20
+        if size > max_mib:
+            raise CheckpointError(f"{source} is {size:.1f} MiB in bf16 with its card, over the {max_mib:g} MiB limit for a shipped checkpoint.")
+    return dest
 
 
 def load_default_generator() -> tuple[LoRAGenerator, bool]:

@@ -123,3 +123,32 @@ def test_checkpoint_round_trip(generator, tmp_path):
     (directory / "generator.safetensors").unlink()
     with pytest.raises(CheckpointError, match="generator.safetensors is missing"):
         load_generator(directory)
+
+
+def test_ship_writes_bf16_with_the_model_card_or_nothing(generator, tmp_path, capsys):
+    from loragen_core import load_generator, save_generator
+    from loragen_core.__main__ import main
+    from safetensors.torch import load_file
+
+    final = save_generator(generator, tmp_path / "run" / "final")
+    (final / "README.md").write_text("# card\n")
+    (tmp_path / "notes.md").write_text("## How this was made\n`python -m loragen_core.train ...`\n")
+    dest = tmp_path / "pkg" / "checkpoints" / "tiny"
+    assert main(["ship", str(final), "--to", str(dest), "--notes", str(tmp_path / "notes.md")]) == 0
+    assert {t.dtype for t in load_file(dest / "generator.safetensors").values() if t.is_floating_point()} == {torch.bfloat16}
+    assert (dest / "README.md").read_text() == "# card\n\n## How this was made\n`python -m loragen_core.train ...`\n"
+    shipped = load_generator(dest).eval()
+    generator.eval()
+    a, b = shipped.generate(PROMPTS[0]), generator.generate(PROMPTS[0])
+    for name in a.lora_a:  # bf16 storage: equal to about 3 significant digits
+        assert torch.allclose(a.lora_a[name], b.lora_a[name], rtol=2e-2, atol=1e-3)
+
+    before = sorted(p.name for p in dest.iterdir())
+    with pytest.raises(SystemExit) as refused:
+        main(["ship", str(final), "--to", str(dest), "--max-mib", "0.001"])
+    assert refused.value.code == 2 and "over the 0.001 MiB limit" in capsys.readouterr().err
+    assert sorted(p.name for p in dest.iterdir()) == before, "a refused ship leaves the old checkpoint in place"
+    assert [p.name for p in dest.parent.iterdir()] == ["tiny"], "no staging directory left behind"
+    with pytest.raises(SystemExit):
+        main(["ship", str(tmp_path / "nope"), "--to", str(dest)])
+    assert "is not a LoRA-Gen checkpoint" in capsys.readouterr().err
