@@ -2,7 +2,8 @@
 
     python -m loragen_core.train --data runs/data/gpt4tools-train/train.jsonl --out runs/train/loragen
     python -m loragen_core.train --method lora --prompt full --data ... --out runs/train/lora-full
-    accelerate launch --num_processes 8 -m loragen_core.train --recipe paper --data ... --out ...
+    accelerate launch --multi_gpu --num_processes 8 -m loragen_core.train --recipe paper --data ... --out ...
+    accelerate launch --multi_gpu --num_processes 2 -m loragen_core.train ...   # no CUDA: 2 CPU processes, gloo
 
 Built on accelerate: one CPU process by default, DDP/FSDP under `accelerate launch`. AdamW with linear
 warm-up then cosine decay; L_LM and L_cv are logged apart (`log.jsonl`, the progress bar). Every
@@ -189,7 +190,9 @@ def check_resume_identity(config: TrainConfig, out: Path) -> None:
 
 def train(config: TrainConfig) -> Path:
     """Run (or resume) training; returns the final model directory."""
-    accelerator = Accelerator()
+    # Without CUDA, run on the CPU: several processes (launched with `accelerate launch --multi_gpu`) then
+    # form a DDP group on the gloo backend instead of looking for GPUs.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     out = Path(config.out)
     if accelerator.is_main_process:
         check_resume_identity(config, out)
@@ -209,13 +212,18 @@ def train(config: TrainConfig) -> Path:
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     start = resume_step(trainable, optimizer, scheduler, out)
+    if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
+        # The routers' BatchNorm would otherwise normalise over each GPU's rows only. (SyncBatchNorm
+        # needs GPUs: a multi-process CPU run keeps per-process statistics.) Untested here: no GPU.
+        trainable = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trainable)
     trainable, optimizer, scheduler = accelerator.prepare(trainable, optimizer, scheduler)
     trainable.train()
     if accelerator.is_main_process:
         rewrite_log(out, keep_before=start)
         n_trainable = sum(p.numel() for p in parameters)
         print(f"{config.method}: {len(examples)} examples ({dropped} over {config.max_edge_tokens} tokens dropped), "
-              f"{n_trainable / 1e6:.1f}M trainable parameters, steps {start}→{config.steps}", file=sys.stderr)
+              f"{n_trainable / 1e6:.1f}M trainable parameters, steps {start}→{config.steps}, "
+              f"{accelerator.num_processes} process(es) ({accelerator.distributed_type.value})", file=sys.stderr)
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     world, rank = accelerator.num_processes, accelerator.process_index

@@ -158,3 +158,29 @@ def test_command_line_takes_several_data_and_eval_files():
     config = parse_args(["--data", "a.jsonl", "b.jsonl", "--eval-data", "c.jsonl", "--steps", "3", "--no-train-routers"])
     assert config.data == ["a.jsonl", "b.jsonl"] and config.eval_data == ["c.jsonl"]
     assert config.steps == 3 and config.train_routers is False and config.lr == 1e-3  # the cpu recipe's default
+
+
+def test_two_cpu_processes_train_under_accelerate_launch(tiny_dirs, tmp_path):
+    """The documented multi-process command, for real: `accelerate launch --multi_gpu --num_processes 2` on a
+    machine without CUDA is DDP on the gloo backend; only the main process logs and saves.
+
+    Not asserted: equality with one process on the whole batch. The routers' BatchNorm normalises over
+    each rank's own rows (SyncBatchNorm needs GPUs), and AdamW turns the resulting tiny gradient
+    differences into lr-sized steps, so the two runs legitimately part after a step or two.
+    """
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "loragen_core.train",
+               "--data", str(write_data(tmp_path / "train.jsonl")), "--out", str(tmp_path / "ddp"), "--steps", "4",
+               "--batch-size", "2", "--lr", "0.01", "--warmup-steps", "1", "--save-every", "2", "--r", "4", "--n-experts", "4",
+               "--edge-model", str(tiny_dirs["edge"]), "--cloud-model", str(tiny_dirs["cloud"])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es) (MULTI_CPU)" in done.stderr
+    log = read_log(tmp_path / "ddp")
+    assert [r["step"] for r in log] == [0, 1, 2, 3], "only the main process logs, once per step"
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    assert load_generator(tmp_path / "ddp" / "final").experts.lora_b["up_proj"].abs().sum() > 0
