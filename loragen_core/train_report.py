@@ -40,8 +40,13 @@ def data_summary(config: TrainConfig, rows: list[dict], used: int, dropped: int)
         "dropped_too_long": dropped,
         "distinct_system_prompts": len({r["system_prompt"] for r in rows}),
         "kinds": dict(Counter(r.get("kind", "?") for r in rows)),
-        "id_prefixes": sorted({str(r.get("id", "")).split("-")[0] for r in rows})[:5],
+        # "seed0-…" (GPT4Tools builder) → seed0; "ARC-Easy/train/12" (commonsense) → ARC-Easy
+        "id_prefixes": sorted({_id_prefix(str(r.get("id", ""))) for r in rows})[:5],
     }
+
+
+def _id_prefix(row_id: str) -> str:
+    return row_id.split("/")[0] if "/" in row_id else row_id.split("-")[0]
 
 
 def plot_losses(log_path: Path, path: Path) -> None:
@@ -88,7 +93,8 @@ def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: 
         f"cosine to step {config.steps}, weight decay {config.weight_decay}, seed {config.seed}; " + trained_parts(config),
         f"- Steps logged: {training['steps_logged']}; summed step time {training['train_seconds']} s.",
         f"- L_LM first step {training['first_lm']}, mean of the last 20 steps {training['final_lm_mean_last_20']}; "
-        f"L_cv {training['final_cv_mean_last_20']}; held-out L_LM {training['held_out_lm']} on {training['held_out_examples']} examples.",
+        f"L_cv {training['final_cv_mean_last_20']}"
+        + (f"; held-out L_LM {training['held_out_lm']} on {training['held_out_examples']} examples." if training["held_out_examples"] else "."),
         "",
         "Full details: `training_summary.json`; loss curves: `loss.png`.",
         "",
