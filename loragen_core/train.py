@@ -93,6 +93,10 @@ def generator_config(config: TrainConfig) -> LoRAGenConfig:
 
 def build_trainable(config: TrainConfig, edge: nn.Module, out: Path, examples: list, show_progress: bool) -> nn.Module:
     edge.requires_grad_(False)
+    if config.gradient_checkpointing:
+        # Non-reentrant: gradients reach the LoRA weights even though the checkpointed layers' inputs
+        # do not require grad; dropout masks are replayed in the recomputation.
+        edge.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.method == "lora":
         lora = LoraConfig(
             r=config.r, lora_alpha=config.r, lora_dropout=0.05, target_modules=list(LoRAGenConfig().ffn_module_names), bias="none"

@@ -184,3 +184,26 @@ def test_two_cpu_processes_train_under_accelerate_launch(tiny_dirs, tmp_path):
     assert [r["step"] for r in log] == [0, 1, 2, 3], "only the main process logs, once per step"
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
     assert load_generator(tmp_path / "ddp" / "final").experts.lora_b["up_proj"].abs().sum() > 0
+
+
+def test_gradient_checkpointing_trains_the_same_weights(tiny_dirs, tmp_path):
+    """--gradient-checkpointing (method lora) only trades compute for memory: same losses, same weights."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for checkpointing in (False, True):
+        directory = tmp_path / str(checkpointing)
+        directory.mkdir()
+        train(config(tiny_dirs, directory, method="lora", prompt="full", steps=3, gradient_checkpointing=checkpointing))
+        runs[checkpointing] = directory / "run"
+    plain, recomputed = (read_log(runs[c]) for c in (False, True))
+    assert [r["lm"] for r in recomputed] == pytest.approx([r["lm"] for r in plain], rel=1e-5)
+    a, b = (load_file(runs[c] / "checkpoint" / "model" / "adapter_model.safetensors") for c in (False, True))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    with pytest.raises(ValueError, match="for --method lora"):
+        config(tiny_dirs, tmp_path, gradient_checkpointing=True)
+    from loragen_core.train import build_trainable
+
+    edge = load_causal_lm(str(tiny_dirs["edge"])).model
+    build_trainable(config(tiny_dirs, tmp_path, method="lora", gradient_checkpointing=True), edge, tmp_path, [], False)
+    assert edge.is_gradient_checkpointing, "the flag must switch checkpointing on"
