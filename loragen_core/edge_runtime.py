@@ -37,19 +37,8 @@ class Completion:
     seconds: float
 
 
-class _FinalAnswerStop(StoppingCriteria):
-    def __init__(self, tokenizer, prompt_length: int):
-        self.tokenizer = tokenizer
-        self.prompt_length = prompt_length
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        text = self.tokenizer.decode(input_ids[0, self.prompt_length :], skip_special_tokens=True)
-        done = FINAL_ANSWER_DONE.search(text) is not None
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-
 class _RowEnds(StoppingCriteria):
-    """Batched form of the decoding rule: row i ends at EOS or once its final-answer line is complete.
+    """The decoding rule, row by row: row i ends at EOS or once its final-answer line is complete.
 
     Records how many tokens each row had generated when it ended (generate() pads ended rows until the
     whole batch is done), so every row's token count matches what decoding it alone would produce.
@@ -175,7 +164,7 @@ class EdgeModel:
         with self.lock:
             input_ids = self.chat_input_ids(user_text).to(self.model.device)
             prompt_length = input_ids.shape[1]
-            criteria = [_FinalAnswerStop(self.tokenizer, prompt_length)]
+            criteria = [_RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id)]
             if stop:
                 criteria.append(_StopStringCriteria(self.tokenizer, prompt_length, stop))
             streamer = _CallbackStreamer(self.tokenizer, on_text, stop) if on_text else None
