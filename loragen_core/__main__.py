@@ -88,13 +88,12 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _ship(args: argparse.Namespace) -> int:
-    from .checkpoint import ship_generator
+    from .checkpoint import directory_mib, ship_generator
 
     if args.notes is not None and not args.notes.is_file():
         raise FileNotFoundError(f"Notes file {args.notes} does not exist.")
     dest = ship_generator(args.source, args.dest, notes=args.notes.read_text() if args.notes else "", max_mib=args.max_mib)
-    size = sum(p.stat().st_size for p in dest.iterdir()) / 2**20
-    print(f"Shipped {args.source} to {dest} ({size:.1f} MiB, bf16). Load it with --generator {dest}.")
+    print(f"Shipped {args.source} to {dest} ({directory_mib(dest):.1f} MiB, bf16). Load it with --generator {dest}.")
     return 0
 
 

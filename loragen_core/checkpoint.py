@@ -90,6 +90,11 @@ def load_generator(directory: str | Path) -> LoRAGenerator:
 MODEL_CARD_FILES = ("README.md", "training_summary.json", "loss.png")
 
 
+def directory_mib(path: Path) -> float:
+    """Total size of the files directly in `path`, in MiB (a shipped checkpoint is flat)."""
+    return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file()) / 2**20
+
+
 def ship_generator(source: str | Path, dest: str | Path, notes: str = "", max_mib: float = 64.0) -> Path:
     """`source` (a trainer's final/) → `dest`, in bf16 with its model card, all at once: a checkpoint
     over `max_mib` is refused and leaves `dest` (and any checkpoint already there) untouched."""
@@ -103,7 +108,7 @@ def ship_generator(source: str | Path, dest: str | Path, notes: str = "", max_mi
         if notes:
             card = staging / "README.md"
             card.write_text((card.read_text() if card.exists() else "# LoRA-Gen generator\n") + "\n" + notes.strip() + "\n")
-        size = sum(p.stat().st_size for p in staging.iterdir()) / 2**20
+        size = directory_mib(staging)
         if size > max_mib:
             raise CheckpointError(f"{source} is {size:.1f} MiB in bf16 with its card, over the {max_mib:g} MiB limit for a shipped checkpoint.")
     return dest
