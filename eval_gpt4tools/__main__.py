@@ -5,6 +5,8 @@ printed side by side.
 
     score       score a predictions file against the ground truth
     run         run one mode over the test set (resumable)
+    table       gather finished runs into one results table
+    compare     paired, item-by-item comparison of finished runs (exact McNemar test)
     build-data  build training data for the 23 seen tools (JSON lines)
     bench       latency, memory and specialisation cost: icl, icl_prefix_cache, loragen, peft_unmerged
 """
@@ -60,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     table_cmd.add_argument("--out", type=Path, default=Path("results") / "gpt4tools_table3",
                            help="Output path without suffix: writes .json, .md and .png (default results/gpt4tools_table3).")
 
+    compare_cmd = commands.add_parser("compare", help="Paired comparison of finished runs: items only one row gets right, exact McNemar p.",
+                                      description=_paired_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare_cmd.add_argument("--row", action="append", required=True, metavar="NAME=RUN_DIR",
+                             help="A finished run and its name; repeat (at least two). Every pair is compared.")
+    compare_cmd.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
+    compare_cmd.add_argument("--metric", choices=("SR", "SR_act", "SR_t"), default="SR", help="Which per-item score must be fully right (default SR).")
+    compare_cmd.add_argument("--out", type=Path, default=None, help="Also write OUT.json and OUT.md.")
+
     build = commands.add_parser("build-data", help="Build GPT4Tools-style training data for the seen tools.")
     build.add_argument("--out", type=Path, required=True, help="Directory for train.jsonl (datasets.load_dataset('json')).")
     build.add_argument("--n", type=int, default=2000, help="Number of samples.")
@@ -78,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             return _bench(args)
         if args.command == "table":
             return _table(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "build-data":
             return _build_data(args)
         if args.command == "score":
@@ -130,6 +142,24 @@ def _table(args) -> int:
     records = write_table([parse_row(spec) for spec in args.row], args.out, [parse_row(spec) for spec in args.latency])
     print(args.out.with_suffix(".md").read_text())
     print(f"{len(records)} rows written to {args.out}.json/.md/.png")
+    return 0
+
+
+def _paired_doc() -> str:
+    from . import paired
+
+    return paired.__doc__
+
+
+def _compare(args) -> int:
+    from .paired import compare_runs, markdown_pairs, write_pairs
+    from .table import parse_row
+
+    results = compare_runs([parse_row(spec) for spec in args.row], load_test_items(args.data), args.metric)
+    print(markdown_pairs(results))
+    if args.out is not None:
+        write_pairs(results, args.out)
+        print(f"Written to {args.out}.json and {args.out}.md")
     return 0
 
 
