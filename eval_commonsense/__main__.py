@@ -5,6 +5,7 @@ With no subcommand: the main job — icl, loragen and loragen-1shot (and lora, g
 
     run         run one mode over the tasks (resumable)
     table       gather finished runs into results/commonsense_table2.{json,md,png}
+    compare     paired, item-by-item comparison of finished runs (exact McNemar test)
     build-data  training data from the five seen tasks, for `python -m loragen_core.train --data`
 """
 
@@ -50,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("runs", nargs="*", type=Path, help=f"Run directories (default: {DEFAULT_RUNS_DIR}/<mode> for each mode present).")
     table.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="Where commonsense_table2.{json,md,png} go.")
 
+    compare = commands.add_parser("compare", help="Paired comparison of finished runs: items only one gets right, exact McNemar p.",
+                                  description=_paired_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("runs", nargs="+", type=Path, help="Two or more run directories; every pair is compared.")
+    compare.add_argument("--tasks", choices=("all", "seen", "unseen"), default="all", help="Which tasks' items (default all).")
+    compare.add_argument("--out", type=Path, default=None, help="Also write OUT.json and OUT.md.")
+
     build = commands.add_parser("build-data", help="Training data from the five seen tasks (JSON lines for loragen_core.train).")
     build.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=f"Commonsense data (default {DEFAULT_DATA_DIR}).")
     build.add_argument("--out", type=Path, required=True, help="Directory for train.jsonl.")
@@ -65,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             return _build_data(args)
         if args.command == "table":
             return _table(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "run":
             return _run(args)
         return _main_job(args)
@@ -85,6 +94,25 @@ def _runner_doc() -> str:
     from . import runner
 
     return runner.__doc__
+
+
+def _paired_doc() -> str:
+    from . import paired
+
+    return paired.__doc__
+
+
+def _compare(args) -> int:
+    from eval_gpt4tools.paired import markdown_pairs, write_pairs
+
+    from .paired import compare_runs
+
+    results = compare_runs(args.runs, args.tasks)
+    print(markdown_pairs(results))
+    if args.out is not None:
+        write_pairs(results, args.out)
+        print(f"Written to {args.out}.json and {args.out}.md")
+    return 0
 
 
 def _config(args, mode: str, out: Path, **extra) -> RunConfig:
