@@ -30,7 +30,7 @@ def _seconds(value: float | None) -> str:
 
 
 def bar_chart(summaries, path: Path) -> Path:
-    figure, axis = plt.subplots(figsize=(8, 4))
+    figure, axis = plt.subplots(figsize=(9.5, 4))
     width = 0.8 / max(len(summaries), 1)
     for index, s in enumerate(summaries):
         positions = [k + index * width for k in range(len(SCORE_KEYS))]
@@ -39,7 +39,8 @@ def bar_chart(summaries, path: Path) -> Path:
     axis.set_ylabel("score (%)")
     axis.set_ylim(0, 100)
     axis.set_title(f"GPT4Tools unseen tools ({summaries[0].metrics['n_items']} items)")
-    axis.legend()
+    # Beside the axes, not over them: with five rows an in-axes legend hides the tallest bars.
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
