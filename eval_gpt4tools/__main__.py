@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         help="Draw tool lists from a pool of at most this many (default: a fresh list per sample). Fewer "
         "distinct system prompts make training with a frozen, cached cloud LM cheap.",
     )
+    build.add_argument("--tool-names-line", action="store_true",
+                       help="Start each edge prompt with one line naming the tools (what `run --mode loragen-names` reads), "
+                            "to train a generator for that variant.")
 
     _add_bench_command(commands)
 
@@ -173,7 +176,7 @@ def _build_data(args) -> int:
         raise ValueError("--n must be at least 1.")
     if args.tool_sets is not None and args.tool_sets < 1:
         raise ValueError("--tool-sets must be at least 1.")
-    rows = build_samples(args.n, args.seed, answer_with_model, tool_sets=args.tool_sets)
+    rows = build_samples(args.n, args.seed, answer_with_model, tool_sets=args.tool_sets, tool_names_line=args.tool_names_line)
     path = write_jsonl(rows, args.out)
     kinds = Counter(r["kind"] for r in rows)
     prompts = len({r["system_prompt"] for r in rows})

@@ -199,8 +199,11 @@ class SampleBuilder:
 
 
 def build_samples(
-    n: int, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None
+    n: int, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None,
+    tool_names_line: bool = False,
 ) -> list[dict]:
+    """`tool_names_line`: the edge prompt starts with the line naming the tools, as `loragen-names`
+    evaluates, so a generator can learn to use that line (same rows, same seed otherwise)."""
     builder = SampleBuilder(seed, answer_questions, tool_sets)
     kinds = builder.rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()), k=n)
     samples = []
@@ -220,7 +223,8 @@ def build_samples(
         parts = split_prompt(sample["instruction"])
         rows.append({
             "id": f"seed{seed}-{index}", "kind": sample["kind"], "gold_tool": sample["gold_tool"],
-            "system_prompt": parts.system_prompt, "edge_prompt": parts.edge_prompt,
+            "system_prompt": parts.system_prompt,
+            "edge_prompt": parts.edge_prompt_with_tool_names if tool_names_line else parts.edge_prompt,
             "instruction": sample["instruction"], "output": sample["output"],
         })
     return rows

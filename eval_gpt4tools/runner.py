@@ -21,7 +21,6 @@ rows, a throughput figure, so its metrics carry no median latency: take latency 
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ from .data import load_test_items, stratified_subset
 from .scorer import score
 
 MODES = ("icl", "lora", "loragen", "loragen-names")
-TOOL_NAMES = re.compile(r"should be one of \[(.*?)\]")
 PREDICTIONS_LOG = "predictions.jsonl"
 
 
@@ -89,8 +87,7 @@ def edge_text(config: RunConfig, instruction: str) -> tuple[str, str | None]:
     if config.mode == "lora":
         return parts.edge_prompt, None
     if config.mode == "loragen-names":
-        names = TOOL_NAMES.search(parts.head)
-        return f"Tools: {names.group(1) if names else ''}\n{parts.edge_prompt}", parts.system_prompt
+        return parts.edge_prompt_with_tool_names, parts.system_prompt
     return parts.edge_prompt, parts.system_prompt
 
 

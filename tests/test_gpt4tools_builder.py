@@ -106,3 +106,18 @@ def test_a_tool_set_pool_bounds_the_distinct_system_prompts():
     for row in rows:  # every sample still lists its gold tool
         if row["gold_tool"]:
             assert f"> {row['gold_tool']}:" in row["system_prompt"]
+
+
+def test_tool_names_line_rows_are_what_loragen_names_reads():
+    from eval_gpt4tools.runner import RunConfig, edge_text
+
+    fine = lambda questions: ["Fine."] * len(questions)  # noqa: E731
+    plain, named = build_samples(60, 0, fine, tool_sets=5), build_samples(60, 0, fine, tool_sets=5, tool_names_line=True)
+    config = RunConfig(mode="loragen-names", out=None)
+    for a, b in zip(plain, named):
+        assert {k: v for k, v in a.items() if k != "edge_prompt"} == {k: v for k, v in b.items() if k != "edge_prompt"}
+        assert b["edge_prompt"] == edge_text(config, b["instruction"])[0]
+        names_line, rest = b["edge_prompt"].split("\n", 1)
+        assert rest == a["edge_prompt"]
+        listed = names_line.removeprefix("Tools: ").split(", ")
+        assert len(listed) >= 2 and all(f"> {name}:" in b["system_prompt"] for name in listed)

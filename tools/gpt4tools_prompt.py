@@ -17,6 +17,7 @@ compression from ~4.2x to ~6.1x on the test set (gpt4tools.md).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -55,6 +56,10 @@ def image_turn(image_path: str, caption: str) -> str:
     return prompt_templates()["LLM_IMAGE_FORMAT"].format(image_path=image_path, image_caption=caption)
 
 
+# The format rules list the tool names: "... should be one of [A, B, C]".
+TOOL_NAMES = re.compile(r"should be one of \[(.*?)\]")
+
+
 @dataclass(frozen=True)
 class PromptParts:
     head: str
@@ -70,6 +75,13 @@ class PromptParts:
     def edge_prompt(self) -> str:
         # The trace followed the closing line, which moved to the system prompt: keep it on its own line.
         return self.user + ("\n" + self.trace if self.trace else "")
+
+    @property
+    def edge_prompt_with_tool_names(self) -> str:
+        """The edge prompt behind one line naming the tools (names only, no definitions): the
+        `loragen-names` variant, ~20 tokens instead of the ~550 the definitions take."""
+        names = TOOL_NAMES.search(self.head)
+        return f"Tools: {names.group(1) if names else ''}\n{self.edge_prompt}"
 
     def reassemble(self) -> str:
         return self.head + self.user + self.closing + self.trace
