@@ -9,21 +9,28 @@ taken so far, exactly as the training data's context samples write them; decodin
 model with the full prompt (the in-context baseline), for comparison.
 
 Decisions:
-- A malformed turn (no `Action:` + `Action Input:`, no `AI:`) gets one corrective retry: the same
-  prompt plus a line restating the format and the tool names. A second malformed turn in a row ends
-  the run with `AgentResult.error`; a good turn resets the allowance.
-- An action naming no tool is answered with an observation listing the valid names, and counts as a
-  step (the model sees its mistake in the trace, as with any failed tool). Names match exactly, else
-  case-insensitively.
-- `max_steps` bounds the tool calls; a model still asking for a tool after that many ends the run
-  with an error, without running it.
+- Constrained decoding (on by default): the edge model writes under the GPT4Tools trace grammar of
+  the agent's tools (tools/gpt4tools_grammar.py), so `Action:` can only name a bound tool, and a tool
+  whose whole input is an image can only be given an image the conversation has.
+- Memory: earlier (request, answer) turns passed as `history` go into GPT4Tools' "Previous
+  conversation" after the image turn, newest kept, oldest dropped first beyond `history_tokens`.
+- A malformed turn (possible only unconstrained) gets one corrective retry: the same prompt plus a
+  line restating the format and the tool names. A second malformed turn in a row ends the run with
+  `AgentResult.error`; a good turn resets the allowance.
+- A failed tool call (an `error: ...` observation, or an action naming no tool) is shown to the model,
+  which gets one more try; a second failure in a row ends the run with an answer that says what failed.
+- A tool that needs an image when the conversation has none is not run: the answer asks for one.
+- The final answer is built from what the tools really returned: an answer naming a file no tool
+  wrote, or a placeholder such as `[output from the tool]`, is replaced by the last observation.
+- Each run is bounded by `max_steps` tool calls and `max_seconds` of wall time; `should_stop` (a Stop
+  button) ends it between tokens.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +38,12 @@ from typing import Any
 from loragen_core.adapter_service import AdapterResult
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS
 from tools import build_prompt, image_turn, split_prompt
+from tools.gpt4tools_grammar import needs_an_image, takes_only_an_image, trace_grammar
 from tools.gpt4tools_prompt import PromptParts, system_prompt_for
 from tools.registry import Tool, ToolRegistry, default_registry
 from tools.workspace import Workspace, WorkspaceError
 
-from .parsing import IMAGE_PATH, OBSERVATION_STOP, ParsedTurn, format_hint, parse_turn, tool_step_text
+from .parsing import IMAGE_PATH, OBSERVATION_STOP, PLACEHOLDER, format_hint, observation_for_model, parse_turn, tool_step_text
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
 MODES = ("loragen", "icl")
@@ -103,6 +111,9 @@ class Agent:
         mode: str = "loragen",
         max_steps: int = 5,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        constrained: bool = True,
+        max_seconds: float = 60.0,
+        history_tokens: int = 256,
     ):
         self.registry = _registry_of(tools)
         self.tools: list[Tool] = list(self.registry)
@@ -114,8 +125,13 @@ class Agent:
         self.mode = _check_mode(mode)
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        if max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
         self.max_steps = max_steps
         self.max_new_tokens = max_new_tokens
+        self.constrained = constrained
+        self.max_seconds = max_seconds
+        self.history_tokens = history_tokens
 
     @property
     def runtime(self) -> LoRAGenRuntime:
@@ -127,9 +143,32 @@ class Agent:
         """Generate (or fetch) this agent's adapter now rather than on the first request."""
         return self.runtime.adapter_for(self.system_prompt)
 
-    def prompt_parts(self, message: str, image: str | None = None, caption: str | None = None) -> PromptParts:
-        history = image_turn(image, caption or DEFAULT_CAPTION) if image else ""
-        return split_prompt(build_prompt([(t.name, t.description) for t in self.tools], message, history))
+    def prompt_parts(
+        self, message: str, image: str | None = None, caption: str | None = None, history: Sequence[tuple[str, str]] = ()
+    ) -> PromptParts:
+        lines = [image_turn(image, caption or DEFAULT_CAPTION)] if image else []
+        lines += self._kept_history(history)
+        return split_prompt(build_prompt([(t.name, t.description) for t in self.tools], message, "\n".join(lines)))
+
+    def _kept_history(self, history: Sequence[tuple[str, str]]) -> list[str]:
+        """The newest earlier turns that fit in `history_tokens`, oldest first, as GPT4Tools writes them."""
+        kept: list[str] = []
+        used = 0
+        for human, ai in reversed(list(history)):
+            turn = f"Human: {' '.join(human.split())}\nAI: {' '.join(ai.split())}"
+            cost = self.runtime.count_tokens(turn)
+            if used + cost > self.history_tokens:
+                break
+            kept.insert(0, turn)
+            used += cost
+        return kept
+
+    def grammar(self, images: Sequence[str]) -> str | None:
+        """The trace grammar for this tool set, image-only tools restricted to `images` (when any)."""
+        if not self.constrained:
+            return None
+        image_tools = [t.name for t in self.tools if takes_only_an_image(t.description)]
+        return trace_grammar(self.tool_names, image_tools, list(images) if images else None)
 
     def run(
         self,
@@ -138,79 +177,23 @@ class Agent:
         caption: str | None = None,
         mode: str | None = None,
         *,
+        history: Sequence[tuple[str, str]] = (),
         on_text: Callable[[str], None] | None = None,
         on_step: Callable[[Step], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> AgentResult:
         """Answer one request. `image`: a workspace-relative path, introduced with the GPT4Tools image
-        turn. `on_text` receives the model's text as it is decoded; `on_step` each finished step."""
+        turn; `history`: earlier (request, answer) turns; `on_text` receives the model's text as it is
+        decoded, `on_step` each finished step; `should_stop` returning True ends the run early."""
         mode = _check_mode(mode or self.mode)
-        start = time.perf_counter()
-        parts = self.prompt_parts(message, image, caption)
-        system_prompt = self.system_prompt if mode == "loragen" else None
-        steps: list[Step] = []
-        completions: list[RuntimeCompletion] = []
-        trace, hint, error, answer = "", "", None, ""
+        run = _Run(self, mode, self.prompt_parts(message, image, caption, history), image, on_step, should_stop)
+        while run.error is None and run.answer is None:
+            run.take_turn(on_text)
+        return run.result()
 
-        def record(step: Step) -> None:
-            steps.append(step)
-            if on_step:
-                on_step(step)
-
-        while True:
-            prompt = _prompt_for(parts, trace, mode, hint)
-            completion = self.runtime.complete(
-                prompt, system_prompt, self.max_new_tokens, stop=(OBSERVATION_STOP,), on_text=on_text
-            )
-            completions.append(completion)
-            turn = parse_turn(completion.text)
-            if turn.kind == "malformed":
-                record(Step(turn.thought, None, None, None, completion.text, "malformed", completion.seconds))
-                if hint:
-                    error = (
-                        f"The model's reply did not follow the tool-use format twice in a row ({turn.problem}); "
-                        f"it wrote: {completion.text.strip()[:200]!r}"
-                    )
-                    break
-                hint = format_hint(self.tool_names)
-                continue
-            hint = ""
-            if turn.kind == "answer":
-                answer = turn.answer
-                record(Step(turn.thought, None, None, None, completion.text, "answer", completion.seconds))
-                break
-            if sum(step.kind == "tool" for step in steps) >= self.max_steps:
-                record(Step(turn.thought, turn.action, turn.action_input, None, completion.text, "tool", completion.seconds))
-                error = f"No final answer after {self.max_steps} tool calls (the step limit); the model asked for another one."
-                break
-            observation = self._run_tool(turn)
-            record(Step(turn.thought, turn.action, turn.action_input, observation, completion.text, "tool", completion.seconds))
-            trace += tool_step_text(turn.action, turn.action_input, observation)
-
-        first = completions[0]
-        full_prompt = parts.reassemble()
-        return AgentResult(
-            answer=answer,
-            steps=steps,
-            mode=mode,
-            latency_s=time.perf_counter() - start,
-            prompt_tokens=first.prompt_tokens,
-            full_prompt_tokens=first.prompt_tokens if mode == "icl" else self.runtime.count_prompt_tokens(full_prompt),
-            adapter_hash=first.adapter_hash,
-            adapter_cache_hit=first.adapter_cache_hit,
-            adapter_seconds=first.adapter_seconds,
-            merge_seconds=first.merge_seconds,
-            images=self._produced_images(steps, exclude=image),
-            error=error,
-            edge_prompt=_prompt_for(parts, "", mode, ""),
-            model_calls=len(completions),
-        )
-
-    def _run_tool(self, turn: ParsedTurn) -> str:
-        tool = self._find_tool(turn.action)
-        if tool is None:
-            return f"error: there is no tool named '{turn.action}'. The tools are: {', '.join(self.tool_names)}."
+    def _run_tool(self, tool: Tool, action_input: str) -> str:
         try:
-            return str(tool.run(turn.action_input, self.workspace))
+            return str(tool.run(action_input, self.workspace))
         except Exception as failure:  # a tool bug must not end the conversation; the model sees it
             return f"error: {tool.name} failed: {failure}"
 
@@ -220,18 +203,152 @@ class Agent:
         folded = {tool.name.casefold(): tool for tool in self.tools}
         return folded.get(name.casefold())
 
-    def _produced_images(self, steps: list[Step], exclude: str | None) -> list[str]:
+    def _existing_images(self, text: str) -> list[str]:
+        """The image paths named in `text` that are files of the workspace, in order, once each."""
         found: list[str] = []
-        for step in steps:
-            for path in IMAGE_PATH.findall(step.observation or ""):
-                if path == exclude or path in found:
-                    continue
-                try:
-                    if self.workspace.resolve(path).is_file():
-                        found.append(path)
-                except WorkspaceError:
-                    continue
+        for path in IMAGE_PATH.findall(text or ""):
+            if path in found:
+                continue
+            try:
+                if self.workspace.resolve(path).is_file():
+                    found.append(path)
+            except WorkspaceError:
+                continue
         return found
+
+
+class _Run:
+    """One request's loop state: the steps so far, and what ends it (an answer or an error)."""
+
+    def __init__(self, agent: Agent, mode: str, parts: PromptParts, image: str | None, on_step, should_stop):
+        self.agent, self.mode, self.parts, self.image = agent, mode, parts, image
+        self.on_step = on_step
+        self.start = time.perf_counter()
+        self.deadline = self.start + agent.max_seconds
+        self.user_stop = should_stop
+        self.steps: list[Step] = []
+        self.completions: list[RuntimeCompletion] = []
+        self.trace, self.hint = "", ""
+        self.failures = 0  # failed tool calls in a row
+        self.images = [image] if image else []  # what the conversation has: the user's, then the tools'
+        self.answer: str | None = None
+        self.error: str | None = None
+
+    def should_stop(self) -> bool:
+        return (self.user_stop is not None and self.user_stop()) or time.perf_counter() > self.deadline
+
+    def record(self, step: Step) -> None:
+        self.steps.append(step)
+        if self.on_step:
+            self.on_step(step)
+
+    def take_turn(self, on_text) -> None:
+        if self.should_stop():
+            self.error = self._stopped_reason()
+            return
+        agent = self.agent
+        completion = agent.runtime.complete(
+            _prompt_for(self.parts, self.trace, self.mode, self.hint),
+            agent.system_prompt if self.mode == "loragen" else None,
+            agent.max_new_tokens,
+            stop=(OBSERVATION_STOP,),
+            on_text=on_text,
+            grammar=agent.grammar(self.images),
+            should_stop=self.should_stop,
+        )
+        self.completions.append(completion)
+        turn = parse_turn(completion.text)
+        if turn.kind == "malformed":
+            self.record(Step(turn.thought, None, None, None, completion.text, "malformed", completion.seconds))
+            if self.should_stop():
+                self.error = self._stopped_reason()
+            elif self.hint:
+                self.error = (
+                    f"The model's reply did not follow the tool-use format twice in a row ({turn.problem}); "
+                    f"it wrote: {completion.text.strip()[:200]!r}"
+                )
+            self.hint = format_hint(agent.tool_names)
+            return
+        self.hint = ""
+        if turn.kind == "answer":
+            self.record(Step(turn.thought, None, None, None, completion.text, "answer", completion.seconds))
+            self.answer = self._grounded(turn.answer)
+            return
+        step = Step(turn.thought, turn.action, turn.action_input, None, completion.text, "tool", completion.seconds)
+        if sum(s.kind == "tool" for s in self.steps) >= agent.max_steps:
+            self.record(step)
+            self.error = f"No final answer after {agent.max_steps} tool calls (the step limit); the model asked for another one."
+            return
+        self._call(step)
+
+    def _call(self, step: Step) -> None:
+        agent = self.agent
+        tool = agent._find_tool(step.action)
+        if tool is not None and needs_an_image(tool.description) and not agent._existing_images(step.action_input):
+            if not self.images:  # nothing to run it on: ask, rather than let a made-up path through
+                self.record(step)
+                self.answer = f"{tool.name} needs an image, and this conversation has none yet. Please upload one."
+                return
+        if tool is None:
+            observation = f"error: there is no tool named '{step.action}'. The tools are: {', '.join(agent.tool_names)}."
+        else:
+            step.action = tool.name
+            observation = agent._run_tool(tool, step.action_input)
+        step.observation = observation
+        self.record(step)
+        self.trace += tool_step_text(step.action, step.action_input, observation)
+        if observation.startswith("error"):
+            self.failures += 1
+            if self.failures >= 2:  # the retry that saw the error failed too: say so, invent nothing
+                self.answer = f"Sorry, I could not do that: {step.action} failed twice. The last error was: {observation}"
+            return
+        self.failures = 0
+        self.images += [p for p in agent._existing_images(observation) if p not in self.images]
+
+    def _grounded(self, answer: str) -> str:
+        """The model's answer if it is true to the observations, else the last observation itself."""
+        tool_steps = [s for s in self.steps if s.kind == "tool" and s.observation is not None]
+        if not tool_steps:
+            return answer
+        last = tool_steps[-1]
+        if last.observation.startswith("error"):
+            return f"Sorry, {last.action} did not work: {last.observation}"
+        named = IMAGE_PATH.findall(answer)
+        invented = [p for p in named if p not in self.agent._existing_images(p)]
+        produced = [p for p in self.agent._existing_images(last.observation) if p != self.image]
+        if PLACEHOLDER.search(answer) or invented or (produced and not set(produced) & set(named)) or not answer.strip():
+            return observation_for_model(last.observation)
+        return answer
+
+    def _stopped_reason(self) -> str:
+        if self.user_stop is not None and self.user_stop():
+            return "Stopped."
+        return f"No final answer within the time budget of {self.agent.max_seconds:g} s."
+
+    def result(self) -> AgentResult:
+        agent, first = self.agent, self.completions[0] if self.completions else None
+        full_prompt = self.parts.reassemble()
+        edge_prompt = _prompt_for(self.parts, "", self.mode, "")
+        prompt_tokens = first.prompt_tokens if first else agent.runtime.count_prompt_tokens(edge_prompt)
+        produced = []
+        for step in self.steps:
+            produced += [p for p in agent._existing_images(step.observation or "") if p != self.image and p not in produced]
+        return AgentResult(
+            answer=self.answer or "",
+            steps=self.steps,
+            mode=self.mode,
+            latency_s=time.perf_counter() - self.start,
+            prompt_tokens=prompt_tokens,
+            full_prompt_tokens=prompt_tokens if self.mode == "icl" else agent.runtime.count_prompt_tokens(full_prompt),
+            adapter_hash=first.adapter_hash if first else None,
+            adapter_cache_hit=first.adapter_cache_hit if first else None,
+            adapter_seconds=first.adapter_seconds if first else None,
+            merge_seconds=first.merge_seconds if first else None,
+            images=produced,
+            error=None if self.answer is not None else self.error,
+            edge_prompt=edge_prompt,
+            model_calls=len(self.completions),
+        )
 
 
 def _registry_of(tools: Iterable[Any]) -> ToolRegistry:

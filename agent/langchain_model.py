@@ -17,8 +17,11 @@ model of `langchain.agents.create_agent(model, tools)`. Conversion, both ways:
 - System messages are task-level text: in mode "loragen" they are prepended to the system prompt the
   generator reads (so they shape the adapter and never reach the edge context); in mode "icl" they
   lead the full prompt.
-- A malformed reply gets one corrective retry (as in `Agent`); a second one is returned as plain
-  content with `response_metadata["format_error"]`. `tool_choice` is accepted and ignored: the model
+- With tools bound, decoding is constrained (`constrained=True`, the default) by the GPT4Tools trace
+  grammar of the bound tools: the model can only name one of them, and a tool whose whole input is an
+  image gets an image path that the conversation mentions (when it mentions any).
+- A malformed reply (possible only unconstrained) gets one corrective retry (as in `Agent`); a second
+  one is returned as plain content with `response_metadata["format_error"]`. `tool_choice` is accepted and ignored: the model
   always chooses between a tool call and an answer.
 
 Every reply's `response_metadata` carries the adapter hash, whether it came from a cache, and the
@@ -47,7 +50,9 @@ from pydantic import ConfigDict, Field
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS
 from tools import build_prompt, split_prompt
 
-from .parsing import ACTION, FINAL_ANSWER, OBSERVATION_STOP, ParsedTurn, format_hint, parse_turn, tool_step_text
+from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
+
+from .parsing import ACTION, FINAL_ANSWER, IMAGE_PATH, OBSERVATION_STOP, ParsedTurn, format_hint, parse_turn, tool_step_text
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
 MODES = ("loragen", "icl")
@@ -68,6 +73,7 @@ class LoRAGenChatModel(BaseChatModel):
     runtime: Any = Field(default=None, exclude=True, description="A LoRAGenRuntime; None: the process-wide default.")
     mode: str = Field(default="loragen", description="loragen: adapter, edge prompt only; icl: full prompt, no adapter.")
     max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, description="Decoding budget per model call.")
+    constrained: bool = Field(default=True, description="Decode tool-bound replies under the bound tools' trace grammar.")
 
     @property
     def _llm_type(self) -> str:
@@ -75,7 +81,7 @@ class LoRAGenChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"mode": self.mode, "max_new_tokens": self.max_new_tokens}
+        return {"mode": self.mode, "max_new_tokens": self.max_new_tokens, "constrained": self.constrained}
 
     def get_runtime(self) -> LoRAGenRuntime:
         if self.runtime is None:  # loaded on first use, so constructing the model stays cheap
@@ -162,14 +168,22 @@ class LoRAGenChatModel(BaseChatModel):
         request = self._request(messages, tools or [])
         runtime = self.get_runtime()
         stops = list(stop or []) + ([OBSERVATION_STOP] if request.tools else [])
-        completion = runtime.complete(request.prompt, request.system_prompt, self.max_new_tokens, stops, on_text)
+        grammar = self._grammar(messages, request.tools)
+        completion = runtime.complete(request.prompt, request.system_prompt, self.max_new_tokens, stops, on_text, grammar=grammar)
         first = completion
         turn = parse_turn(completion.text) if request.tools else None
         if turn is not None and turn.kind == "malformed":
             hinted = request.prompt.rstrip("\n") + "\n" + format_hint(list(request.tools))
-            completion = runtime.complete(hinted, request.system_prompt, self.max_new_tokens, stops, on_text)
+            completion = runtime.complete(hinted, request.system_prompt, self.max_new_tokens, stops, on_text, grammar=grammar)
             turn = parse_turn(completion.text)
         return self._message(turn, completion, first, request)
+
+    def _grammar(self, messages: list[BaseMessage], tools: dict[str, dict]) -> str | None:
+        if not (self.constrained and tools):
+            return None
+        images = list(dict.fromkeys(p for m in messages for p in IMAGE_PATH.findall(str(m.text))))
+        image_tools = [name for name, spec in tools.items() if takes_only_an_image(spec.get("description", ""))]
+        return trace_grammar(list(tools), image_tools, images or None)
 
     def _request(self, messages: list[BaseMessage], tools: list[dict]) -> _Request:
         system_text = "\n\n".join(str(m.text) for m in messages if isinstance(m, SystemMessage) and str(m.text).strip())

@@ -25,6 +25,9 @@ ACTION = re.compile(r"^\s*Action:[ \t]*(.*)$", re.MULTILINE)
 ACTION_INPUT = re.compile(r"^\s*Action Input:[ \t]*(.*)$", re.MULTILINE)
 FINAL_ANSWER = re.compile(r"^\s*AI:[ \t]*(.*)$", re.MULTILINE | re.DOTALL)
 IMAGE_PATH = re.compile(r"[\w./-]+\.(?:png|jpe?g|bmp|webp|gif|tiff?)\b", re.IGNORECASE)
+# What the training data writes where a tool's output goes ("[output_from_ocr_tool]", "[your response here]"):
+# an answer containing one reports nothing real.
+PLACEHOLDER = re.compile(r"\[[^\]\n]*(?:output|response|result)[^\]\n]*\]", re.IGNORECASE)
 # Decoding stops here: the observation is the tool's to write, not the model's.
 OBSERVATION_STOP = "Observation:"
 TOOL_THOUGHT = "Do I need to use a tool? Yes"

@@ -117,6 +117,11 @@ class LoRAGenRuntime:
         self._memory.move_to_end(system_prompt)
         return AdapterResult(found.adapter, True, 0.0, found.adapter_hash)
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` alone (no chat template)."""
+        with self.edge.lock:
+            return len(self.edge.tokenizer.encode(text, add_special_tokens=False))
+
     def count_prompt_tokens(self, prompt: str) -> int:
         with self.edge.lock:  # a fast tokenizer must not be used from two threads at once
             return self.edge.count_prompt_tokens(prompt)
@@ -128,11 +133,14 @@ class LoRAGenRuntime:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         stop: Sequence[str] | None = None,
         on_text: Callable[[str], None] | None = None,
+        grammar: str | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> RuntimeCompletion:
         """Decode `prompt` on the edge model specialised for `system_prompt` (None: base weights).
 
         With a system prompt the edge model sees only `prompt`; the system prompt reaches it as the
         merged adapter. Without one, `prompt` must carry everything (the in-context baseline).
+        `grammar` (Lark) constrains what the edge model may write; `should_stop` ends decoding early.
         """
         adapter = self.adapter_for(system_prompt) if system_prompt is not None else None
         with self.edge.lock:
@@ -145,7 +153,9 @@ class LoRAGenRuntime:
                 self.merges += 1
             else:
                 merge_seconds = 0.0
-            completion = self.edge.complete(prompt, max_new_tokens=max_new_tokens, stop=stop, on_text=on_text)
+            completion = self.edge.complete(
+                prompt, max_new_tokens=max_new_tokens, stop=stop, on_text=on_text, grammar=grammar, should_stop=should_stop
+            )
         return RuntimeCompletion(
             text=completion.text,
             prompt_tokens=completion.prompt_tokens,

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--prompt", choices=("full", "edge"), default="full", help="Prompt for mode lora.")
     run_cmd.add_argument("--generator", type=Path, default=None, help="Generator checkpoint (loragen modes).")
     run_cmd.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="Decoding budget, same for all modes.")
+    run_cmd.add_argument("--constrained", action="store_true",
+                         help="Decode under each item's tool-call grammar: Action can only name the item's tools "
+                              "(llguidance). Off by default: the paper-comparable rows decode freely.")
     run_cmd.add_argument("--batch-size", type=int, default=1,
                          help="Items decoded at once (default 1). More is faster on all 652 items, but the run then reports "
                               "throughput, not latency: take latency from a batch-1 run with `table --latency`.")
@@ -132,6 +135,7 @@ def _run(args) -> int:
     config = RunConfig(
         mode=args.mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
         generator=args.generator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        constrained=args.constrained,
     )
     summary = run(config)
     print(markdown_table([summary]))

@@ -11,6 +11,10 @@ Modes (every mode decodes with the same rule: greedy, `max_new_tokens`, stop at 
 Each finished item is appended to `predictions.jsonl` at once, so an interrupted run continues where
 it stopped when rerun with the same --out.
 
+`--constrained` decodes under the GPT4Tools trace grammar of each item's tool set (tools/
+gpt4tools_grammar.py): `Action:` can only name one of the item's tools. Without it (the default for
+`run`, and the rule of every paper-comparable row) the model writes freely.
+
 `--batch-size B` decodes B items at once (left-padded, the same greedy rule; in loragen modes every
 row carries its own generated adapter, applied functionally): several times the throughput on a CPU,
 for scoring all 652 items. A batched run's per-item time is the batch's wall time divided by its
@@ -32,6 +36,7 @@ from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_def
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.resumable_run import RunSummary, open_resumable_run
 from tools import split_prompt
+from tools.gpt4tools_grammar import trace_grammar
 
 from .data import load_test_items, stratified_subset
 from .scorer import score
@@ -55,6 +60,7 @@ class RunConfig:
     generator: Path | None = None
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     batch_size: int = 1  # > 1: batched decoding for throughput (no per-request latency)
+    constrained: bool = False  # decode under each item's tool-call grammar
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -68,7 +74,8 @@ class RunConfig:
 
     @property
     def label(self) -> str:
-        return f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
+        label = f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
+        return label + " + constrained" if self.constrained else label
 
     def identity(self) -> dict:
         """What must not change between an interrupted run and its resumption."""
@@ -76,6 +83,8 @@ class RunConfig:
         identity = {k: str(getattr(self, k)) for k in keys}
         if self.batch_size > 1:  # batch-1 runs keep their original identity (and stay resumable)
             identity["batch_size"] = str(self.batch_size)
+        if self.constrained:  # likewise: unconstrained runs keep their identity
+            identity["constrained"] = "True"
         return identity
 
 
@@ -89,6 +98,11 @@ def edge_text(config: RunConfig, instruction: str) -> tuple[str, str | None]:
     if config.mode == "loragen-names":
         return parts.edge_prompt_with_tool_names, parts.system_prompt
     return parts.edge_prompt, parts.system_prompt
+
+
+def item_grammar(config: RunConfig, instruction: str) -> str | None:
+    """The trace grammar of the item's tool set, when the run is constrained."""
+    return trace_grammar(split_prompt(instruction).tool_names) if config.constrained else None
 
 
 def run(config: RunConfig) -> RunSummary:
@@ -134,7 +148,7 @@ def _run_one(config: RunConfig, item: dict, edge: EdgeModel, service: AdapterSer
         adapter_seconds, cache_hit = result.seconds, result.cache_hit
         if edge.active_adapter != result.adapter_hash:
             merge_seconds = edge.specialize(result.adapter)
-    completion = edge.complete(text, max_new_tokens=config.max_new_tokens)
+    completion = edge.complete(text, max_new_tokens=config.max_new_tokens, grammar=item_grammar(config, item["instruction"]))
     return _record(item, completion, edge, latency_s=completion.seconds, adapter_s=adapter_seconds,
                    merge_s=merge_seconds, adapter_cache_hit=cache_hit)
 
@@ -146,7 +160,8 @@ def _run_batch(config: RunConfig, batch: list[dict], edge: EdgeModel, service: A
     if service is not None:
         results = [service.adapter_for(prompt) for prompt in system_prompts]
         adapter = GeneratedLoRA.stack([r.adapter for r in results])
-    completions = edge.complete_batch(list(texts), adapter=adapter, max_new_tokens=config.max_new_tokens)
+    grammars = [item_grammar(config, item["instruction"]) for item in batch] if config.constrained else None
+    completions = edge.complete_batch(list(texts), adapter=adapter, max_new_tokens=config.max_new_tokens, grammars=grammars)
     return [
         _record(item, completion, edge, latency_s=completion.seconds / len(batch),
                 adapter_s=result.seconds if result else 0.0, merge_s=0.0,
@@ -193,6 +208,7 @@ def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s
         "seconds_per_item": statistics.fmean(latencies),
         "median_adapter_generation_s": statistics.median(generated) if generated else None,
         "max_new_tokens": config.max_new_tokens,
+        "constrained": config.constrained,
         "n_items": len(records),
         "wall_s_this_invocation": wall_s,
     }

@@ -7,6 +7,9 @@ completed by a newline, since nothing after it is scored or shown.
 Callers that execute tools (the agent) add `stop` strings: decoding also ends once one appears, and
 the text is cut before it, so the model cannot write a tool's observation itself. `on_text` streams
 the decoded text as it grows, never past a stop string.
+
+`grammar` (Lark text, or a `GrammarConstraint` from `EdgeModel.grammars`) constrains what a row may
+write (loragen_core/constrained.py); the rule above is unchanged, applied to the allowed tokens.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from .adapter import GeneratedLoRA
+from .constrained import GrammarCompiler, GrammarConstraint, GrammarLogitsProcessor
 from .model_loading import LoadedModel
 
 FINAL_ANSWER_DONE = re.compile(r"(^|\n)AI: [^\n]*\n")
@@ -74,6 +78,16 @@ class _StopStringCriteria(StoppingCriteria):
         text = self.tokenizer.decode(input_ids[0, self.prompt_length :], skip_special_tokens=True)
         done = any(s in text for s in self.stop)
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+class _CallerStop(StoppingCriteria):
+    """Ends every row once `should_stop()` is true: a Stop button, or a turn's time budget spent."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        self.should_stop = should_stop
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), bool(self.should_stop()), dtype=torch.bool, device=input_ids.device)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -140,6 +154,28 @@ class EdgeModel:
         self.directory = loaded.directory
         self.lock = threading.RLock()
         self.active_adapter: str | None = None  # content hash of the merged adapter
+        self._grammars: GrammarCompiler | None = None
+
+    @property
+    def grammars(self) -> GrammarCompiler:
+        """The grammar compiler for this model's tokenizer (built on first use, ~1 s)."""
+        with self.lock:
+            if self._grammars is None:
+                self._grammars = GrammarCompiler(self.tokenizer, self.model.config.vocab_size)
+            return self._grammars
+
+    def _constraint(self, grammar: str | GrammarConstraint | None) -> GrammarConstraint | None:
+        if grammar is None or isinstance(grammar, GrammarConstraint):
+            return grammar
+        return self.grammars.compile(grammar)
+
+    def _grammar_processors(self, grammars: Sequence, prompt_width: int) -> LogitsProcessorList | None:
+        constraints = [self._constraint(g) for g in grammars]
+        if all(c is None for c in constraints):
+            return None
+        return LogitsProcessorList(
+            [GrammarLogitsProcessor(self.grammars, constraints, prompt_width, self.tokenizer.eos_token_id)]
+        )
 
     def chat_input_ids(self, user_text: str) -> torch.Tensor:
         encoded = self.tokenizer.apply_chat_template(
@@ -157,9 +193,13 @@ class EdgeModel:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         stop: Sequence[str] | None = None,
         on_text: Callable[[str], None] | None = None,
+        grammar: str | GrammarConstraint | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Completion:
         """Greedy completion. `stop`: also end at these strings (cut from the text); `on_text`:
-        called with each new piece of text while decoding, the pieces adding up to the returned text."""
+        called with each new piece of text while decoding, the pieces adding up to the returned text;
+        `grammar`: write only what it allows; `should_stop`: polled after every token, ends decoding
+        early when it returns True."""
         stop = tuple(s for s in (stop or ()) if s)
         with self.lock:
             input_ids = self.chat_input_ids(user_text).to(self.model.device)
@@ -167,7 +207,10 @@ class EdgeModel:
             criteria = [_RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id)]
             if stop:
                 criteria.append(_StopStringCriteria(self.tokenizer, prompt_length, stop))
+            if should_stop is not None:
+                criteria.append(_CallerStop(should_stop))
             streamer = _CallbackStreamer(self.tokenizer, on_text, stop) if on_text else None
+            processors = self._grammar_processors([grammar], prompt_length)
             start = time.perf_counter()
             output = self.model.generate(
                 input_ids=input_ids,
@@ -175,6 +218,7 @@ class EdgeModel:
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 stopping_criteria=StoppingCriteriaList(criteria),
+                logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
                 streamer=streamer,
             )
@@ -191,16 +235,20 @@ class EdgeModel:
         user_texts: Sequence[str],
         adapter: GeneratedLoRA | None = None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        grammars: Sequence[str | GrammarConstraint | None] | None = None,
     ) -> list[Completion]:
         """Greedy completions of several prompts in one left-padded batch, by the rule of `complete`.
 
         `adapter` (optional) is applied functionally on top of the current weights, one adapter per
         row (its batch size equals len(user_texts)) or one shared (batch size 1): evaluation can then
         batch items whose system prompts, and so adapters, differ. This is for throughput: each
-        Completion's `seconds` is the whole batch's wall time, not a per-request latency.
+        Completion's `seconds` is the whole batch's wall time, not a per-request latency. `grammars`
+        (optional) holds one grammar per row, None for a row that decodes freely.
         """
         if not user_texts:
             return []
+        if grammars is not None and len(grammars) != len(user_texts):
+            raise ValueError(f"{len(user_texts)} prompts but {len(grammars)} grammars.")
         if adapter is not None and adapter.batch_size not in (1, len(user_texts)):
             raise ValueError(f"{len(user_texts)} prompts but an adapter batch of {adapter.batch_size}.")
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
@@ -213,6 +261,7 @@ class EdgeModel:
             attention_mask[i, width - len(row) :] = 1
         ends = _RowEnds(self.tokenizer, width, self.tokenizer.eos_token_id)
         with self.lock:
+            processors = self._grammar_processors(grammars, width) if grammars is not None else None
             applied = adapter.applied_to(self.model) if adapter is not None else nullcontext()
             start = time.perf_counter()
             with applied:
@@ -222,6 +271,7 @@ class EdgeModel:
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     stopping_criteria=StoppingCriteriaList([ends]),
+                    logits_processor=processors,
                     pad_token_id=pad,
                 )
             seconds = time.perf_counter() - start

@@ -42,8 +42,8 @@ class ScriptedRuntime:
         self.replies = list(replies)
         self.calls: list[dict] = []
 
-    def complete(self, prompt, system_prompt=None, max_new_tokens=128, stop=None, on_text=None):
-        self.calls.append({"prompt": prompt, "system_prompt": system_prompt, "stop": list(stop or [])})
+    def complete(self, prompt, system_prompt=None, max_new_tokens=128, stop=None, on_text=None, grammar=None, should_stop=None):
+        self.calls.append({"prompt": prompt, "system_prompt": system_prompt, "stop": list(stop or []), "grammar": grammar})
         reply = self.replies.pop(0)
         text = cut_at_stop(reply(prompt) if callable(reply) else reply, tuple(stop or ()))
         for start in range(0, len(text), 3):  # streamed in small pieces, as decoding would
@@ -57,6 +57,9 @@ class ScriptedRuntime:
 
     def count_prompt_tokens(self, prompt):
         return len(prompt.split())
+
+    def count_tokens(self, text):
+        return len(text.split())
 
 
 def calibrated_tiny_generator(tiny_dirs, system_prompts: list[str]):
@@ -204,7 +207,8 @@ def test_malformed_reply_gets_one_corrective_retry(workspace):
     runtime = ScriptedRuntime(["I would look at the edges.", TOOL_CALL.format(name=EDGE, arg=image), ANSWER.format(text="Done.")])
     result = Agent([EDGE, FACE], runtime=runtime, workspace=workspace).run("Edges please.", image=image)
 
-    assert result.error is None and result.answer == "Done."
+    # "Done." names no file, though the tool wrote one: the answer reports what the tool returned.
+    assert result.error is None and result.answer == f"Result saved as {result.steps[1].observation}"
     assert [s.kind for s in result.steps] == ["malformed", "tool", "answer"]
     hinted, after = runtime.calls[1]["prompt"], runtime.calls[2]["prompt"]
     assert hinted == runtime.calls[0]["prompt"] + "\n" + format_hint([EDGE, FACE])
@@ -230,8 +234,8 @@ def test_unknown_tool_is_answered_with_the_valid_names_and_counts_as_a_step(work
     ])
     result = Agent([EDGE, FACE], runtime=runtime, workspace=workspace, max_steps=2).run("Edges.", image=image)
 
-    assert result.error is None and result.answer == "ok"
     unknown, ran = result.steps[0].observation, result.steps[1].observation
+    assert result.error is None and result.answer == f"Result saved as {ran}"
     assert unknown == f"error: there is no tool named 'Edge Finder'. The tools are: {EDGE}, {FACE}."
     assert "Observation: " + unknown in runtime.calls[1]["prompt"]
     assert workspace.resolve(ran).is_file() and result.images == [ran]
@@ -293,6 +297,85 @@ def test_bad_arguments_are_refused(workspace):
 
 
 # ---- the real runtime, on tiny models -----------------------------------------------------------
+
+# ---- the loop's honesty: grammar, memory, failures, missing images, grounded answers, bounds ------
+
+
+def test_each_call_carries_the_tool_sets_grammar_with_the_known_images(workspace):
+    workspace, image = workspace
+    runtime = ScriptedRuntime([TOOL_CALL.format(name=EDGE, arg=image), ANSWER.format(text="x")])
+    Agent([EDGE, "Crop the Given Object"], runtime=runtime, workspace=workspace).run("Edges.", image=image)
+    first, second = (call["grammar"] for call in runtime.calls)
+    assert f'"{EDGE}"' in first and '"Crop the Given Object"' in first and '"Detect Face"' not in first
+    assert f'"{image}"' in first  # Edge Detection takes only an image: one the conversation has
+    produced = runtime.calls[1]["prompt"].rsplit("Result saved as ", 1)[1].strip()
+    assert f'"{produced}"' in second  # the image the tool wrote is now known too
+    unconstrained = ScriptedRuntime([ANSWER.format(text="x")])
+    Agent([EDGE], runtime=unconstrained, workspace=workspace, constrained=False).run("Hi")
+    assert unconstrained.calls[0]["grammar"] is None
+
+
+def test_history_reaches_the_edge_prompt_newest_first_within_the_budget(workspace):
+    workspace, image = workspace
+    runtime = ScriptedRuntime([ANSWER.format(text="You asked for the edges.")])
+    history = [("Hello there", "Hi."), ("Detect the edges of this image.", "Result saved as image/abc.png")]
+    agent = Agent([EDGE], runtime=runtime, workspace=workspace, history_tokens=12)
+    result = agent.run("What did I ask you before?", image=image, history=history)
+    prompt = runtime.calls[0]["prompt"]
+    assert "Human: Detect the edges of this image.\nAI: Result saved as image/abc.png" in prompt
+    assert "Hello there" not in prompt  # the oldest turn did not fit in 12 tokens
+    assert prompt.index("Received.") < prompt.index("Detect the edges") < prompt.index("New input: What did I ask")
+    assert result.answer == "You asked for the edges."
+
+
+def test_a_failed_tool_gets_one_retry_that_sees_the_error_then_an_honest_answer(workspace):
+    workspace, image = workspace
+    bad = TOOL_CALL.format(name=EDGE, arg="image/missing.png")
+    runtime = ScriptedRuntime([bad, bad, ANSWER.format(text="Result saved as image/zzz.png")])
+    result = Agent([EDGE], runtime=runtime, workspace=workspace, constrained=False).run("Edges.", image=image)
+    assert result.model_calls == 2, "no third call after the retry failed as well"
+    assert "error" in runtime.calls[1]["prompt"].rsplit("Observation:", 1)[1]  # the retry saw the error
+    assert result.answer.startswith("Sorry, I could not do that: Edge Detection On Image failed twice")
+    assert "zzz" not in result.answer and result.images == []
+
+
+def test_an_image_tool_without_any_image_asks_for_one_and_runs_nothing(workspace):
+    workspace, _ = workspace
+    runtime = ScriptedRuntime([TOOL_CALL.format(name=FACE, arg="image/invented.png")])
+    result = Agent([EDGE, FACE], runtime=runtime, workspace=workspace).run("Is there a face in this picture?")
+    assert result.model_calls == 1 and result.steps[0].observation is None
+    assert "needs an image" in result.answer and "upload" in result.answer
+
+
+@pytest.mark.parametrize("answer", ["[output from the tool]", "Result saved as image/notthere.png", "Done."])
+def test_an_answer_not_true_to_the_observations_is_replaced_by_them(workspace, answer):
+    workspace, image = workspace
+    runtime = ScriptedRuntime([TOOL_CALL.format(name=EDGE, arg=image), ANSWER.format(text=answer)])
+    result = Agent([EDGE], runtime=runtime, workspace=workspace).run("Edges.", image=image)
+    produced = result.steps[0].observation
+    assert workspace.resolve(produced).is_file()
+    assert result.answer == f"Result saved as {produced}"
+
+
+def test_a_true_answer_is_kept(workspace):
+    workspace, image = workspace
+    runtime = ScriptedRuntime([TOOL_CALL.format(name=EDGE, arg=image), lambda prompt: ANSWER.format(
+        text="Here are the edges: " + prompt.rsplit("Result saved as ", 1)[1].strip())])
+    result = Agent([EDGE], runtime=runtime, workspace=workspace).run("Edges.", image=image)
+    assert result.answer == "Here are the edges: " + result.steps[0].observation
+
+
+def test_stop_and_the_time_budget_end_a_run(workspace):
+    workspace, image = workspace
+    stopped = Agent([EDGE], runtime=ScriptedRuntime([]), workspace=workspace).run("Edges.", image=image, should_stop=lambda: True)
+    assert stopped.error == "Stopped." and stopped.model_calls == 0 and stopped.answer == ""
+    clock = iter([False, True, True, True])
+    runtime = ScriptedRuntime([TOOL_CALL.format(name=EDGE, arg=image)])
+    slow = Agent([EDGE], runtime=runtime, workspace=workspace).run("Edges.", image=image, should_stop=lambda: next(clock))
+    assert slow.model_calls == 1 and slow.error == "Stopped."
+    with pytest.raises(ValueError, match="max_seconds"):
+        Agent([EDGE], runtime=runtime, workspace=workspace, max_seconds=0)
+
 
 TOOLS_A, TOOLS_B = [EDGE, FACE], ["Segment the Image", "Line Detection On Image"]
 
@@ -362,3 +445,11 @@ def test_edge_model_stop_strings_and_streaming(tiny_dirs):
     streamed: list[str] = []
     assert edge.complete(prompt, max_new_tokens=24, on_text=streamed.append).text == plain.text
     assert "".join(streamed) == plain.text and len(streamed) > 1
+
+
+def test_a_random_tiny_model_under_the_grammar_calls_only_real_tools(tiny_runtime, workspace):
+    workspace, image = workspace
+    agent = Agent(TOOLS_A, runtime=tiny_runtime, workspace=workspace, max_new_tokens=48, max_steps=2)
+    result = agent.run("Detect the edges of this image.", image=image)
+    assert all(step.kind != "malformed" for step in result.steps), result.trace_text()
+    assert all(step.action in TOOLS_A for step in result.steps if step.kind == "tool")

@@ -83,6 +83,12 @@ class PromptParts:
         names = TOOL_NAMES.search(self.head)
         return f"Tools: {names.group(1) if names else ''}\n{self.edge_prompt}"
 
+    @property
+    def tool_names(self) -> list[str]:
+        """The tools this prompt offers, in order, as its format rules list them."""
+        names = TOOL_NAMES.search(self.head)
+        return [name.strip() for name in names.group(1).split(", ")] if names and names.group(1).strip() else []
+
     def reassemble(self) -> str:
         return self.head + self.user + self.closing + self.trace
 
