@@ -44,7 +44,7 @@ class ScriptedEdge(EdgeModel):
     "#edges" calls Edge Detection on the conversation's image, "#missing" calls it on a file that does
     not exist, anything else is answered at once. Replies name the adapter merged while decoding."""
 
-    def complete(self, user_text, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, stop=None, on_text=None) -> Completion:
+    def complete(self, user_text, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, stop=None, on_text=None, grammar=None, should_stop=None) -> Completion:
         with self.lock:
             real = super().complete(user_text, max_new_tokens=1)
             adapter = f"[adapter {self.active_adapter[:16] if self.active_adapter else 'none'}]"
@@ -187,9 +187,13 @@ def test_bad_input_gets_a_clear_message_and_the_app_keeps_running(served, tmp_pa
     assert texts(send(client, "  ")["chat"])[-1] == "⚠️ Please type a message."
     assert texts(send(client, "hi", tools=[])["chat"])[-1].startswith("⚠️ Choose at least one tool")
 
+    asked = texts(send(client, "#missing file")["chat"])[-1]  # no image yet: nothing to run the tool on
+    assert asked == "Edge Detection On Image needs an image, and this conversation has none yet. Please upload one."
+    send(client, "", files=[square_png(tmp_path / "real.png")])
     failed = texts(send(client, "#missing file")["chat"])[-1]
     assert failed.startswith("⚠️ Tool **Edge Detection On Image** failed: There is no file 'image/missing.png'")
-    assert "Done [adapter" in failed  # the agent went on after the failure and answered
+    # The model's "Done ..." after the failure is not shown as a success: the answer says what failed.
+    assert "Sorry, Edge Detection On Image did not work: error: There is no file" in failed and "Done" not in failed
 
     assert texts(send(client, "still there?")["chat"])[-1].startswith("Hello [adapter")
     assert client.predict("and the API?", api_name="/chat").startswith("Hello")

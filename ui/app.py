@@ -226,7 +226,9 @@ def build_app(
                         unavailable, value=[t for t in default_tools if t in unavailable], show_label=False,
                         info="The agent may call them; they answer which model they need.", elem_id="more-tools",
                     )
-                new_chat = gr.Button("New conversation", elem_id="new-chat")
+                with gr.Row():
+                    stop_button = gr.Button("Stop", elem_id="stop", variant="stop")
+                    new_chat = gr.Button("New conversation", elem_id="new-chat")
 
         outputs = [message_box, loragen_chat, baseline_chat, trace, edge_prompt, panel, loragen_latency, baseline_latency, session_state]
         message_box.submit(
@@ -239,6 +241,8 @@ def build_app(
         compare.change(lambda on: gr.Column(visible=on), compare, baseline_column, api_visibility="private")
         cleared = [loragen_chat, baseline_chat, trace, edge_prompt, loragen_latency, baseline_latency, session_state]
         new_chat.click(clear, session_state, cleared, api_visibility="private")
+        # Not queued behind the running turn: it only sets the session's stop flag, which decoding polls.
+        stop_button.click(lambda session: session and session.stop(), session_state, None, queue=False, api_visibility="private")
         loragen_chat.clear(clear, session_state, cleared, api_visibility="private")
         gr.api(chat, api_name="chat")
 

@@ -52,6 +52,9 @@ class ChatSession:
         self.messages: list[dict] = []  # the LoRA-Gen chat, as Gradio message dicts
         self.baseline_messages: list[dict] = []  # the in-context baseline's chat
         self.tools: tuple[str, ...] = ()
+        # Memory: each mode's finished (request, answer) turns; the agent keeps what fits its budget.
+        self.turns: dict[str, list[tuple[str, str]]] = {"loragen": [], "icl": []}
+        self._stop = threading.Event()  # set by the Stop button; cleared when a new message starts
         self.agent: Agent
         self.set_tools(tools)
 
@@ -91,14 +94,28 @@ class ChatSession:
         half second while it runs, then the `AgentResult`."""
         if not message.strip():
             raise UserError("Please type a message.")
-        return stream_while_running(
-            lambda on_text: self.agent.run(message.strip(), image=self.image, mode=mode, on_text=on_text)
-        )
+        self._stop.clear()
+        turns = self.turns[mode]
+
+        def run(on_text: Callable[[str], None]) -> AgentResult:
+            result = self.agent.run(
+                message.strip(), image=self.image, mode=mode, history=list(turns), on_text=on_text, should_stop=self._stop.is_set
+            )
+            if result.answer:
+                turns.append((message.strip(), result.answer))
+            return result
+
+        return stream_while_running(run)
+
+    def stop(self) -> None:
+        """End the running turn (between two tokens); it answers with what it has."""
+        self._stop.set()
 
     def clear(self) -> None:
         self.image = None
         self.messages = []
         self.baseline_messages = []
+        self.turns = {"loragen": [], "icl": []}
 
     def close(self) -> None:
         """Delete the session's files; called when Gradio drops the session."""
