@@ -43,7 +43,7 @@ from tools.gpt4tools_prompt import PromptParts, system_prompt_for
 from tools.registry import Tool, ToolRegistry, default_registry
 from tools.workspace import Workspace, WorkspaceError
 
-from .parsing import IMAGE_PATH, OBSERVATION_STOP, PLACEHOLDER, format_hint, observation_for_model, parse_turn, tool_step_text
+from .parsing import IMAGE_PATH, OBSERVATION_STOP, format_hint, grounded_answer, parse_turn, tool_step_text
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
 MODES = ("loragen", "icl")
@@ -306,19 +306,12 @@ class _Run:
         self.images += [p for p in agent._existing_images(observation) if p not in self.images]
 
     def _grounded(self, answer: str) -> str:
-        """The model's answer if it is true to the observations, else the last observation itself."""
         tool_steps = [s for s in self.steps if s.kind == "tool" and s.observation is not None]
         if not tool_steps:
             return answer
-        last = tool_steps[-1]
-        if last.observation.startswith("error"):
-            return f"Sorry, {last.action} did not work: {last.observation}"
-        named = IMAGE_PATH.findall(answer)
-        invented = [p for p in named if p not in self.agent._existing_images(p)]
-        produced = [p for p in self.agent._existing_images(last.observation) if p != self.image]
-        if PLACEHOLDER.search(answer) or invented or (produced and not set(produced) & set(named)) or not answer.strip():
-            return observation_for_model(last.observation)
-        return answer
+        last, workspace_images = tool_steps[-1], self.agent._existing_images
+        produced = [p for p in workspace_images(last.observation) if p != self.image]
+        return grounded_answer(answer, last.action, last.observation, lambda path: bool(workspace_images(path)), produced)
 
     def _stopped_reason(self) -> str:
         if self.user_stop is not None and self.user_stop():

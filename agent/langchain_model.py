@@ -52,7 +52,7 @@ from tools import build_prompt, split_prompt
 
 from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
 
-from .parsing import ACTION, FINAL_ANSWER, IMAGE_PATH, OBSERVATION_STOP, ParsedTurn, format_hint, parse_turn, tool_step_text
+from .parsing import ACTION, FINAL_ANSWER, IMAGE_PATH, OBSERVATION_STOP, grounded_answer, ParsedTurn, format_hint, parse_turn, tool_step_text
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
 MODES = ("loragen", "icl")
@@ -63,6 +63,8 @@ class _Request:
     prompt: str  # what the edge model reads
     system_prompt: str | None  # what the generator reads (None: no adapter)
     tools: dict[str, dict]  # tool name → OpenAI-style function spec; empty: plain chat
+    conversation: str = ""  # every message's text: the files it names are the ones that exist
+    last_result: tuple[str, str] | None = None  # (tool, result) of the last tool call since the human spoke
 
 
 class LoRAGenChatModel(BaseChatModel):
@@ -121,8 +123,12 @@ class LoRAGenChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         """Decode in a worker thread; stream an answer's text as it is written. A tool call arrives
-        whole in the last chunk (its name and input are only known once its lines are complete)."""
+        whole in the last chunk (its name and input are only known once its lines are complete), and
+        so does an answer to a tool result (it is checked against that result first)."""
         tools = kwargs.get("tools")
+        # After a tool result the answer may be replaced by that result (grounding), so it is not
+        # shown before it is final: it arrives in one piece.
+        hold = bool(tools) and _last_result(_after_last_human(messages)) is not None
         events: queue.Queue = queue.Queue()
 
         def work() -> None:
@@ -141,7 +147,7 @@ class LoRAGenChatModel(BaseChatModel):
                 break
             written += value
             # Blanks at either end are held back: the finished reply is stripped.
-            visible = _answer_so_far(written) if tools else written.strip()
+            visible = None if hold else _answer_so_far(written) if tools else written.strip()
             if visible is not None and visible.startswith(shown) and len(visible) > len(shown):
                 piece, shown = visible[len(shown) :], visible
                 yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
@@ -205,9 +211,19 @@ class LoRAGenChatModel(BaseChatModel):
         )
         trace = _trace_text(dialogue[last_human + 1 :])
         parts = type(parts)(parts.head, parts.user, parts.closing, trace)
+        grounding = {"conversation": "\n".join(str(m.text) for m in messages), "last_result": _last_result(dialogue[last_human + 1 :])}
         if self.mode == "icl":
-            return _Request(prefix + parts.reassemble(), None, specs)
-        return _Request(parts.edge_prompt, prefix + parts.system_prompt, specs)
+            return _Request(prefix + parts.reassemble(), None, specs, **grounding)
+        return _Request(parts.edge_prompt, prefix + parts.system_prompt, specs, **grounding)
+
+    @staticmethod
+    def _grounded(answer: str, request: _Request) -> str:
+        """After a tool result, an answer true to it (see `parsing.grounded_answer`); before any, as written."""
+        if request.last_result is None:
+            return answer
+        tool, result = request.last_result
+        produced = IMAGE_PATH.findall(result)
+        return grounded_answer(answer, tool, result, lambda path: path in request.conversation, produced)
 
     def _message(
         self, turn: ParsedTurn | None, completion: RuntimeCompletion, first: RuntimeCompletion, request: _Request
@@ -230,7 +246,7 @@ class LoRAGenChatModel(BaseChatModel):
         if turn is None:
             return AIMessage(content=completion.text.strip(), response_metadata=metadata, usage_metadata=usage)
         if turn.kind == "answer":
-            return AIMessage(content=turn.answer, response_metadata=metadata, usage_metadata=usage)
+            return AIMessage(content=self._grounded(turn.answer, request), response_metadata=metadata, usage_metadata=usage)
         if turn.kind == "malformed":
             metadata["format_error"] = turn.problem
             return AIMessage(content=completion.text.strip(), response_metadata=metadata, usage_metadata=usage)
@@ -269,6 +285,18 @@ def _trace_text(messages: list[BaseMessage]) -> str:
                 action_input = ", ".join(str(v) for v in call["args"].values())
                 trace += tool_step_text(call["name"], action_input, results.get(call["id"], ""))
     return trace
+
+
+def _after_last_human(messages: list[BaseMessage]) -> list[BaseMessage]:
+    last_human = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
+    return messages[last_human + 1 :]
+
+
+def _last_result(messages: list[BaseMessage]) -> tuple[str, str] | None:
+    """(tool name, result text) of the last tool message, if any."""
+    names = {c["id"]: c["name"] for m in messages if isinstance(m, AIMessage) for c in m.tool_calls}
+    results = [m for m in messages if isinstance(m, ToolMessage)]
+    return (names.get(results[-1].tool_call_id, results[-1].name or "the tool"), str(results[-1].text)) if results else None
 
 
 def _answer_so_far(written: str) -> str | None:

@@ -16,6 +16,7 @@ invented file name; shown the training phrasing, it copied the path.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tools.gpt4tools_prompt import prompt_templates
@@ -81,8 +82,20 @@ def tool_step_text(action: str, action_input: str, observation: str) -> str:
     return call.removesuffix("Observation:\n") + f"Observation: {observation_for_model(observation)}\n"
 
 
-def answer_text(answer: str) -> str:
-    return prompt_templates()["LLM_RESPONSE_HUMAN_FORMAT"].format(response=answer)
+def grounded_answer(answer: str, tool: str, observation: str, is_real: Callable[[str], bool], produced: Sequence[str]) -> str:
+    """The final answer after `tool` returned `observation`, true to what it returned.
+
+    The model's answer stands if it names only real files (`is_real`), holds no placeholder, and names
+    the images the tool produced (`produced`), if any. Otherwise the observation itself is the answer:
+    a 135M model trained on placeholder observations otherwise reports files that do not exist.
+    """
+    if observation.startswith("error"):
+        return f"Sorry, {tool} did not work: {observation}"
+    named = IMAGE_PATH.findall(answer)
+    invented = [path for path in named if not is_real(path)]
+    if PLACEHOLDER.search(answer) or invented or (produced and not set(produced) & set(named)) or not answer.strip():
+        return observation_for_model(observation)
+    return answer
 
 
 def format_hint(tool_names: list[str]) -> str:

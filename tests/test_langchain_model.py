@@ -106,7 +106,8 @@ def test_arguments_split_over_parameters_and_unknown_tools_come_back_as_errors()
     assert calls == [("Replace", {"image_path": IMAGE, "old": "dog", "new": "cat, big"})]
     assert "Edge Finder is not a valid tool" in messages[4].content and EDGE in messages[4].content
     assert "Observation: Error: Edge Finder is not a valid tool" in runtime.calls[1]["prompt"]
-    assert messages[-1].content == "Replaced."
+    # "Replaced." names no file though the tool wrote one: the answer reports the tool's real result.
+    assert messages[-1].content == "Result saved as image/replaced.png"
 
 
 def test_system_messages_shape_the_adapter_not_the_edge_prompt():
@@ -149,7 +150,7 @@ def test_streaming_matches_invoke_for_answers_and_tool_calls():
     assert merged.content == "" and [(c["name"], c["args"]) for c in merged.tool_calls] == [(EDGE, {"image_path": IMAGE})]
 
 
-def test_create_agent_streams_tool_calls_results_and_the_answer_in_pieces():
+def test_create_agent_streams_tool_calls_results_and_the_answer():
     tools, calls = recording_tools()
     runtime = ScriptedRuntime([TOOL_CALL.format(name=EDGE, arg=IMAGE), ANSWER.format(text="The edges are in image/edgesxyz.png.")])
     graph = create_agent(LoRAGenChatModel(runtime=runtime), tools)
@@ -161,7 +162,8 @@ def test_create_agent_streams_tool_calls_results_and_the_answer_in_pieces():
     assert [m.content for m in events if isinstance(m, ToolMessage)] == ["image/edgesxyz.png"]
     after_tool = events[events.index(next(m for m in events if isinstance(m, ToolMessage))) + 1 :]
     pieces = [m.content for m in after_tool if m.content]
-    assert len(pieces) > 3 and "".join(pieces) == "The edges are in image/edgesxyz.png."
+    # An answer to a tool result is checked against it before it is shown: one piece.
+    assert pieces == ["The edges are in image/edgesxyz.png."]
 
 
 def test_default_constructor_loads_the_default_runtime_on_first_use(monkeypatch):
@@ -264,10 +266,25 @@ def test_create_agent_on_the_default_model_calls_the_right_tool_and_uses_its_res
         next(m for m in messages if isinstance(m, ToolMessage))
     )
     assert final.content.startswith("Result saved as ")
-    if produced not in final.content:
-        # Known limit of the shipped 120-step generator: it copies the 8 random letters of the output
-        # name only some of the time (seen both ways on the same request): report it, do not hide it.
-        pytest.xfail(f"the answer reports a result but not the exact file name {produced}: {final.content!r}")
+    # The shipped generator copies the output's 8 random letters only some of the time; an answer
+    # naming another file is replaced by the tool's real result, so the name is always the real one.
+    assert produced in final.content
     replies = [m for m in messages if isinstance(m, AIMessage) and m.response_metadata.get("adapter_hash")]
     assert replies[-1].response_metadata["adapter_cache_hit"] is True  # generated once, then reused
     assert len({m.response_metadata["adapter_hash"] for m in replies}) == 1
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(
+    not (DEFAULT_CHECKPOINT / GENERATOR_WEIGHTS_FILE).is_file(),
+    reason="no trained generator shipped yet (loragen_core/checkpoints/default)",
+)
+def test_a_plain_user_message_calls_the_edge_tool_with_its_path_on_the_default_model():
+    """The first-contact example: no GPT4Tools image turn, a path inside the request. Unconstrained,
+    the shipped generator wrote `image/dogpark.png, edges detected` (measured); the grammar keeps an
+    image-only tool's input to a path the conversation names."""
+    tools = langchain_tools([EDGE, "Get Photo Description"])
+    reply = LoRAGenChatModel().bind_tools(tools).invoke(
+        [HumanMessage("Here is an image named image/dogpark.png. Please detect the edges of image/dogpark.png.")]
+    )
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [(EDGE, {"tool_input": "image/dogpark.png"})]
