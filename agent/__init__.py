@@ -7,6 +7,6 @@
 from .core import Agent, AgentResult, Step
 from .demo import run_demo
 from .langchain_model import LoRAGenChatModel, langchain_tools
-from .runtime import LoRAGenRuntime, RuntimeCompletion
+from .runtime import LoRAGenRuntime, RequestTooLongError, RuntimeCompletion
 
-__all__ = ["Agent", "AgentResult", "LoRAGenChatModel", "LoRAGenRuntime", "RuntimeCompletion", "Step", "langchain_tools", "run_demo"]
+__all__ = ["Agent", "AgentResult", "LoRAGenChatModel", "LoRAGenRuntime", "RequestTooLongError", "RuntimeCompletion", "Step", "langchain_tools", "run_demo"]

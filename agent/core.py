@@ -37,9 +37,9 @@ from typing import Any
 
 from loragen_core.adapter_service import AdapterResult
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS
-from tools import build_prompt, image_turn, split_prompt
+from tools import image_turn
 from tools.gpt4tools_grammar import needs_an_image, takes_only_an_image, trace_grammar
-from tools.gpt4tools_prompt import PromptParts, system_prompt_for
+from tools.gpt4tools_prompt import PromptParts, prompt_parts, system_prompt_for
 from tools.registry import Tool, ToolRegistry, default_registry
 from tools.workspace import Workspace, WorkspaceError
 
@@ -148,7 +148,7 @@ class Agent:
     ) -> PromptParts:
         lines = [image_turn(image, caption or DEFAULT_CAPTION)] if image else []
         lines += self._kept_history(history)
-        return split_prompt(build_prompt([(t.name, t.description) for t in self.tools], message, "\n".join(lines)))
+        return prompt_parts([(t.name, t.description) for t in self.tools], message, "\n".join(lines))
 
     def _kept_history(self, history: Sequence[tuple[str, str]]) -> list[str]:
         """The newest earlier turns that fit in `history_tokens`, oldest first, as GPT4Tools writes them."""

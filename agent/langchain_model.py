@@ -30,6 +30,7 @@ generation, merge and decode times; `model.runtime.adapter_generations` counts c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import threading
@@ -48,7 +49,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS
-from tools import build_prompt, split_prompt
+from tools.gpt4tools_prompt import prompt_parts
+from tools.registry import ToolDefinitionError, check_tool_definition
 
 from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
 
@@ -56,6 +58,7 @@ from .parsing import ACTION, FINAL_ANSWER, IMAGE_PATH, OBSERVATION_STOP, grounde
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
 MODES = ("loragen", "icl")
+MAX_TOOLS = 32  # GPT4Tools prompts list 2-5 tools; 32 keeps the system prompt within the cloud LM's reading
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,22 @@ class LoRAGenChatModel(BaseChatModel):
         tool_choice: str | None = None,
         **kwargs: Any,
     ) -> Runnable:
-        """Bind tools: their names and descriptions become the system prompt of the adapter."""
+        """Bind tools: their names and descriptions become the system prompt of the adapter.
+
+        Raises `ToolDefinitionError` for a name or description that would corrupt the prompt (see
+        `tools.registry.check_tool_definition`), duplicate names, or more than `MAX_TOOLS` tools."""
         specs = [convert_to_openai_tool(tool) for tool in tools]
+        if len(specs) > MAX_TOOLS:
+            raise ToolDefinitionError(f"{len(specs)} tools bound; at most {MAX_TOOLS} fit one generated adapter's system prompt.")
+        # One-line descriptions, as the TOOLS block shows them (copies: the caller's dicts stay as they were).
+        specs = [
+            {**spec, "function": {**spec["function"], "description": " ".join(str(spec["function"].get("description") or "").split())}}
+            for spec in specs
+        ]
+        for spec in specs:
+            check_tool_definition(spec["function"]["name"], spec["function"]["description"])
+        if len({spec["function"]["name"] for spec in specs}) < len(specs):
+            raise ToolDefinitionError("Two bound tools have the same name; the model could not tell them apart.")
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
         return self.bind(tools=specs, **kwargs)
@@ -206,11 +223,8 @@ class LoRAGenChatModel(BaseChatModel):
             if self.mode == "icl":
                 return _Request(prefix + conversation, None, {})
             return _Request(conversation, system_text or None, {})
-        parts = split_prompt(
-            build_prompt([(name, spec.get("description", "")) for name, spec in specs.items()], new_input, history)
-        )
-        trace = _trace_text(dialogue[last_human + 1 :])
-        parts = type(parts)(parts.head, parts.user, parts.closing, trace)
+        parts = prompt_parts([(name, spec.get("description", "")) for name, spec in specs.items()], new_input, history)
+        parts = dataclasses.replace(parts, trace=_trace_text(dialogue[last_human + 1 :]))
         grounding = {"conversation": "\n".join(str(m.text) for m in messages), "last_result": _last_result(dialogue[last_human + 1 :])}
         if self.mode == "icl":
             return _Request(prefix + parts.reassemble(), None, specs, **grounding)

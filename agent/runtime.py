@@ -26,6 +26,16 @@ log = logging.getLogger(__name__)
 
 # Adapters kept in memory by system prompt (SmolLM2: ~12 MB each); older ones come from the disk cache.
 MEMORY_CACHE_SIZE = 8
+# The longest edge prompt accepted. The full GPT4Tools prompt (the in-context baseline) is ~700 tokens;
+# a loragen edge prompt ~130. SmolLM2 has 8,192 positions, but decoding 2,048 prompt tokens on this CPU
+# already takes seconds, and one request must not hold the shared edge model for minutes.
+MAX_PROMPT_TOKENS = 2048
+# Tokens are never fewer than characters / 8 in practice; longer text is refused before tokenizing it.
+CHARS_PER_TOKEN_BOUND = 8
+
+
+class RequestTooLongError(ValueError):
+    """A prompt longer than the runtime accepts; the message says by how much."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +63,13 @@ class LoRAGenRuntime:
         adapter_cache_dir: str | Path | None = None,
         use_disk_cache: bool = True,
         trained: bool = True,
+        max_prompt_tokens: int = MAX_PROMPT_TOKENS,
     ):
         self.generator = generator
         self.edge = edge or EdgeModel(load_causal_lm(generator.config.edge_model))
         self.service = AdapterService(generator, cache_dir=adapter_cache_dir, use_cache=use_disk_cache)
         self.trained = trained  # False: a fresh generator whose adapters do not teach anything yet
+        self.max_prompt_tokens = max_prompt_tokens
         self.adapter_requests = 0
         self.merges = 0
         self._memory: OrderedDict[str, AdapterResult] = OrderedDict()
@@ -117,6 +129,21 @@ class LoRAGenRuntime:
         self._memory.move_to_end(system_prompt)
         return AdapterResult(found.adapter, True, 0.0, found.adapter_hash)
 
+    def check_length(self, prompt: str) -> None:
+        """Raise `RequestTooLongError` for a prompt over `max_prompt_tokens` (chat template included)."""
+        limit = self.max_prompt_tokens
+        if len(prompt) > limit * CHARS_PER_TOKEN_BOUND:
+            raise RequestTooLongError(
+                f"The request is {len(prompt):,} characters long; at most {limit * CHARS_PER_TOKEN_BOUND:,} characters "
+                f"({limit:,} tokens, history and tool steps included) are accepted. Shorten the message."
+            )
+        tokens = self.count_prompt_tokens(prompt)
+        if tokens > limit:
+            raise RequestTooLongError(
+                f"The request is {tokens:,} tokens long; at most {limit:,} (history and tool steps included) are accepted. "
+                "Shorten the message."
+            )
+
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` alone (no chat template)."""
         with self.edge.lock:
@@ -141,7 +168,9 @@ class LoRAGenRuntime:
         With a system prompt the edge model sees only `prompt`; the system prompt reaches it as the
         merged adapter. Without one, `prompt` must carry everything (the in-context baseline).
         `grammar` (Lark) constrains what the edge model may write; `should_stop` ends decoding early.
+        Raises `RequestTooLongError` before any work for a prompt over `max_prompt_tokens`.
         """
+        self.check_length(prompt)
         adapter = self.adapter_for(system_prompt) if system_prompt is not None else None
         with self.edge.lock:
             merge_seconds = None

@@ -113,6 +113,27 @@ def split_prompt(prompt: str) -> PromptParts:
     )
 
 
+def prompt_parts(tools: list[tuple[str, str]], new_input: str, chat_history: str = "") -> PromptParts:
+    """The parts of the prompt `build_prompt` writes, built piece by piece rather than split.
+
+    Splitting a finished prompt finds the template's markers by search, so a request that contains
+    the closing line would move its own text into the system prompt (and so shape the adapter). Here
+    the template is split once, and the user's text only ever fills the user part.
+    """
+    template = prompt_templates()["PROMPT_FORMAT"]
+    template_parts = split_prompt(template)
+    tool_fields = {
+        "tool_descriptions": "\n".join(f"> {name}: {description}" for name, description in tools),
+        "tool_names": ", ".join(name for name, _ in tools),
+    }
+    return PromptParts(
+        head=template_parts.head.format(**tool_fields),
+        user=template_parts.user.format(chat_history=chat_history, input=new_input),
+        closing=template_parts.closing,
+        trace="",
+    )
+
+
 def system_prompt_for(tools: list[tuple[str, str]]) -> str:
     """The system prompt for a tool set (what the generator reads); independent of any request."""
     return split_prompt(build_prompt(tools, new_input="")).system_prompt

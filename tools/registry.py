@@ -27,6 +27,36 @@ from .workspace import Workspace
 log = logging.getLogger(__name__)
 
 
+MAX_NAME_CHARS = 64  # OpenAI's limit for a function name; GPT4Tools' longest is 51
+MAX_DESCRIPTION_CHARS = 1024  # GPT4Tools' longest is ~370; the TOOLS block is read by the cloud LM
+# Lines of the prompt template: a description containing one would move text between the prompt's
+# parts (the system prompt the generator reads and the edge prompt the edge model reads).
+TEMPLATE_MARKERS = ("Previous conversation:", "New input:", "GPT4Tools needs to use tools", "Observation:", "Action Input:")
+
+
+class ToolDefinitionError(ValueError):
+    """A tool name or description that would corrupt the GPT4Tools prompt."""
+
+
+def check_tool_definition(name: str, description: str) -> None:
+    """Refuse what would corrupt the TOOLS block, the Action line or the prompt's split."""
+    if not name.strip() or any(c in name for c in ":,\n\r") or name != name.strip():
+        raise ToolDefinitionError(
+            f"Tool name {name[:80]!r} must be non-empty, on one line, without ':' or ',' or blanks at either end."
+        )
+    if len(name) > MAX_NAME_CHARS:
+        raise ToolDefinitionError(f"Tool name {name[:40]!r}... is {len(name)} characters; at most {MAX_NAME_CHARS} are allowed.")
+    if not description.strip() or any(c in description for c in "\n\r"):
+        raise ToolDefinitionError(f"Tool {name!r} needs a non-empty, one-line description.")
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise ToolDefinitionError(
+            f"Tool {name!r} has a {len(description)}-character description; at most {MAX_DESCRIPTION_CHARS} are allowed."
+        )
+    marker = next((m for m in TEMPLATE_MARKERS if m in description), None)
+    if marker:
+        raise ToolDefinitionError(f"Tool {name!r}'s description contains {marker!r}, a line of the prompt format; reword it.")
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str  # exactly as the model must write it after "Action: "
@@ -35,11 +65,7 @@ class Tool:
     available: bool = True  # False: needs a model this machine lacks; running it says which
 
     def __post_init__(self):
-        # A name with ":" or "," or a line break would corrupt the TOOLS block and the Action line.
-        if not self.name.strip() or any(c in self.name for c in ":,\n\r"):
-            raise ValueError(f"Tool name {self.name!r} must be non-empty, on one line, without ':' or ','.")
-        if not self.description.strip() or any(c in self.description for c in "\n\r"):
-            raise ValueError(f"Tool {self.name!r} needs a non-empty, one-line description.")
+        check_tool_definition(self.name, self.description)
 
     def run(self, action_input: str, workspace: Workspace) -> str:
         try:

@@ -14,7 +14,9 @@ Start with `python -m ui`; tests build it with `build_app(runtime)` on tiny mode
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import shutil
 import tempfile
 import uuid
@@ -24,8 +26,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from agent import AgentResult, LoRAGenRuntime
+from agent import AgentResult, LoRAGenRuntime, RequestTooLongError
 from loragen_core import AdapterResult
+from loragen_core.model_loading import loragen_home
 from tools.registry import ToolRegistry, default_registry
 from tools.workspace import Workspace, WorkspaceError
 
@@ -70,6 +73,33 @@ class ChatApp:
             shutil.rmtree(self.workspace_root, ignore_errors=True)
 
 
+def sessions_base() -> Path:
+    """Where the UI keeps its sessions' workspaces (uploads, tool outputs): `$LORAGEN_HOME/ui-sessions`."""
+    return loragen_home() / "ui-sessions"
+
+
+def new_sessions_root() -> Path:
+    """A fresh folder for this process's sessions, named after its pid; folders of processes that no
+    longer run (a killed UI never ran its cleanup) are removed first, with the users' files in them."""
+    base = sessions_base()
+    base.mkdir(parents=True, exist_ok=True)
+    for old in base.iterdir():
+        pid = old.name.split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base)).resolve()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def build_app(
     runtime: LoRAGenRuntime,
     registry: ToolRegistry | None = None,
@@ -82,7 +112,9 @@ def build_app(
 ) -> ChatApp:
     registry = registry or default_registry()
     owns_root = workspace_root is None
-    root = Path(workspace_root or tempfile.mkdtemp(prefix="loragen-ui-")).resolve()
+    root = Path(workspace_root).resolve() if workspace_root else new_sessions_root()
+    if owns_root:  # a normal exit removes the users' files; a killed process is cleaned by the next start
+        atexit.register(shutil.rmtree, root, True)
     root.mkdir(parents=True, exist_ok=True)
     default_tools = tuple(default_tools)
 
@@ -146,7 +178,7 @@ def build_app(
                 render_latency("LoRA-Gen", loragen),
                 render_latency("In-context baseline", baseline) if baseline else "",
             )
-        except UserError as problem:
+        except (UserError, RequestTooLongError) as problem:
             say(f"⚠️ {problem}")
             yield outputs()
         except Exception as failure:  # the app must keep serving every other session
@@ -176,7 +208,7 @@ def build_app(
         try:
             session = new_session(tools or default_tools)
             *_, result = session.answer(message)
-        except UserError as problem:
+        except (UserError, RequestTooLongError) as problem:
             raise gr.Error(str(problem), print_exception=False) from None
         finally:
             if session:
