@@ -5,8 +5,9 @@
 
 Each model call sees the edge prompt (the user's part of a GPT4Tools prompt) followed by the steps
 taken so far, exactly as the training data's context samples write them; decoding stops before
-`Observation:`, the tool runs, and its result is appended. Mode "icl" runs the same loop on the base
-model with the full prompt (the in-context baseline), for comparison.
+`Observation:`, the tool runs, and its result is appended. `mode` says what else the edge model reads
+(agent/modes.py): "loragen-names" adds one line naming the tools; "icl" runs the same loop on the
+base model with the full prompt (the in-context baseline), for comparison.
 
 Decisions:
 - Constrained decoding (on by default): the edge model writes under the GPT4Tools trace grammar of
@@ -44,9 +45,9 @@ from tools.registry import Tool, ToolRegistry, default_registry
 from tools.workspace import Workspace, WorkspaceError
 
 from .parsing import IMAGE_PATH, OBSERVATION_STOP, format_hint, grounded_answer, parse_turn, tool_step_text
+from .modes import DEFAULT_MODE, ICL, check_mode, edge_text, uses_adapter
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
-MODES = ("loragen", "icl")
 DEFAULT_CAPTION = "An image uploaded by the user."
 
 
@@ -108,7 +109,7 @@ class Agent:
         tools: Iterable[Any],
         runtime: LoRAGenRuntime | None = None,
         workspace: Workspace | str | Path | None = None,
-        mode: str = "loragen",
+        mode: str = DEFAULT_MODE,
         max_steps: int = 5,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         constrained: bool = True,
@@ -122,7 +123,7 @@ class Agent:
         self._runtime = runtime
         # A path names the workspace folder; None makes a fresh temporary one.
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-        self.mode = _check_mode(mode)
+        self.mode = check_mode(mode)
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         if max_seconds <= 0:
@@ -185,7 +186,7 @@ class Agent:
         """Answer one request. `image`: a workspace-relative path, introduced with the GPT4Tools image
         turn; `history`: earlier (request, answer) turns; `on_text` receives the model's text as it is
         decoded, `on_step` each finished step; `should_stop` returning True ends the run early."""
-        mode = _check_mode(mode or self.mode)
+        mode = check_mode(mode or self.mode)
         run = _Run(self, mode, self.prompt_parts(message, image, caption, history), image, on_step, should_stop)
         while run.error is None and run.answer is None:
             run.take_turn(on_text)
@@ -249,7 +250,7 @@ class _Run:
         agent = self.agent
         completion = agent.runtime.complete(
             _prompt_for(self.parts, self.trace, self.mode, self.hint),
-            agent.system_prompt if self.mode == "loragen" else None,
+            agent.system_prompt if uses_adapter(self.mode) else None,
             agent.max_new_tokens,
             stop=(OBSERVATION_STOP,),
             on_text=on_text,
@@ -332,7 +333,7 @@ class _Run:
             mode=self.mode,
             latency_s=time.perf_counter() - self.start,
             prompt_tokens=prompt_tokens,
-            full_prompt_tokens=prompt_tokens if self.mode == "icl" else agent.runtime.count_prompt_tokens(full_prompt),
+            full_prompt_tokens=prompt_tokens if self.mode == ICL else agent.runtime.count_prompt_tokens(full_prompt),
             adapter_hash=first.adapter_hash if first else None,
             adapter_cache_hit=first.adapter_cache_hit if first else None,
             adapter_seconds=first.adapter_seconds if first else None,
@@ -357,15 +358,8 @@ def _registry_of(tools: Iterable[Any]) -> ToolRegistry:
     return registry
 
 
-def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
-    return mode
-
-
 def _prompt_for(parts: PromptParts, trace: str, mode: str, hint: str) -> str:
-    """What the edge model reads: the edge prompt (loragen) or the full prompt (icl), then the trace."""
-    parts = dataclasses.replace(parts, trace=trace)
-    prompt = parts.edge_prompt if mode == "loragen" else parts.reassemble()
+    """What the edge model reads in `mode` (agent/modes.py), then the trace, then any format hint."""
+    prompt = edge_text(dataclasses.replace(parts, trace=trace), mode)
     return prompt.rstrip("\n") + "\n" + hint if hint else prompt
 

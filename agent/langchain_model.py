@@ -55,9 +55,9 @@ from tools.registry import ToolDefinitionError, check_tool_definition
 from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
 
 from .parsing import ACTION, FINAL_ANSWER, IMAGE_PATH, OBSERVATION_STOP, grounded_answer, ParsedTurn, format_hint, parse_turn, tool_step_text
+from .modes import DEFAULT_MODE, check_mode, edge_text, uses_adapter
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
-MODES = ("loragen", "icl")
 MAX_TOOLS = 32  # GPT4Tools prompts list 2-5 tools; 32 keeps the system prompt within the cloud LM's reading
 
 
@@ -76,7 +76,7 @@ class LoRAGenChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     runtime: Any = Field(default=None, exclude=True, description="A LoRAGenRuntime; None: the process-wide default.")
-    mode: str = Field(default="loragen", description="loragen: adapter, edge prompt only; icl: full prompt, no adapter.")
+    mode: str = Field(default=DEFAULT_MODE, description="What stays in context (agent/modes.py): loragen, loragen-names or icl.")
     max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, description="Decoding budget per model call.")
     constrained: bool = Field(default=True, description="Decode tool-bound replies under the bound tools' trace grammar.")
 
@@ -186,8 +186,7 @@ class LoRAGenChatModel(BaseChatModel):
     # ---- one reply ----------------------------------------------------------------------------
 
     def _respond(self, messages: list[BaseMessage], stop: list[str] | None, tools: list[dict] | None, on_text) -> AIMessage:
-        if self.mode not in MODES:
-            raise ValueError(f"Unknown mode {self.mode!r}; choose one of {', '.join(MODES)}.")
+        check_mode(self.mode)
         request = self._request(messages, tools or [])
         runtime = self.get_runtime()
         stops = list(stop or []) + ([OBSERVATION_STOP] if request.tools else [])
@@ -220,15 +219,15 @@ class LoRAGenChatModel(BaseChatModel):
         prefix = system_text + "\n\n" if system_text else ""
         if not specs:
             conversation = (history + "\nHuman: " + new_input) if history else new_input
-            if self.mode == "icl":
+            if not uses_adapter(self.mode):
                 return _Request(prefix + conversation, None, {})
             return _Request(conversation, system_text or None, {})
         parts = prompt_parts([(name, spec.get("description", "")) for name, spec in specs.items()], new_input, history)
         parts = dataclasses.replace(parts, trace=_trace_text(dialogue[last_human + 1 :]))
         grounding = {"conversation": "\n".join(str(m.text) for m in messages), "last_result": _last_result(dialogue[last_human + 1 :])}
-        if self.mode == "icl":
-            return _Request(prefix + parts.reassemble(), None, specs, **grounding)
-        return _Request(parts.edge_prompt, prefix + parts.system_prompt, specs, **grounding)
+        if not uses_adapter(self.mode):
+            return _Request(prefix + edge_text(parts, self.mode), None, specs, **grounding)
+        return _Request(edge_text(parts, self.mode), prefix + parts.system_prompt, specs, **grounding)
 
     @staticmethod
     def _grounded(answer: str, request: _Request) -> str:

@@ -453,3 +453,16 @@ def test_a_random_tiny_model_under_the_grammar_calls_only_real_tools(tiny_runtim
     result = agent.run("Detect the edges of this image.", image=image)
     assert all(step.kind != "malformed" for step in result.steps), result.trace_text()
     assert all(step.action in TOOLS_A for step in result.steps if step.kind == "tool")
+
+
+def test_loragen_names_mode_adds_only_the_tool_names_line(workspace):
+    workspace, image = workspace
+    runtime = ScriptedRuntime([ANSWER.format(text="x"), ANSWER.format(text="x")])
+    agent = Agent([EDGE, FACE], runtime=runtime, workspace=workspace)
+    agent.run("Edges.", image=image, mode="loragen-names")
+    agent.run("Edges.", image=image)
+    names, plain = runtime.calls[0]["prompt"], runtime.calls[1]["prompt"]
+    assert names == f"Tools: {EDGE}, {FACE}\n" + plain
+    assert runtime.calls[0]["system_prompt"] == runtime.calls[1]["system_prompt"] == agent.system_prompt
+    with pytest.raises(ValueError, match="choose one of loragen, loragen-names, icl"):
+        agent.run("Edges.", mode="lora")

@@ -169,7 +169,7 @@ def test_chat_models_with_different_tools_in_threads_match_sequential_calls(gene
         return langchain_tools([default_registry().get(n) for n in names])
 
     def replies(runtime):
-        model = LoRAGenChatModel(runtime=runtime, max_new_tokens=MAX_NEW_TOKENS)
+        model = LoRAGenChatModel(runtime=runtime, max_new_tokens=MAX_NEW_TOKENS, constrained=False)
         return [model.bind_tools(tools_for(names)) for names in TOOL_SETS]
 
     request = [HumanMessage("Detect the edges of image/abcdefgh.png.")]
