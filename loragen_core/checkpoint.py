@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import typing
 from pathlib import Path
 
 import torch
@@ -65,19 +66,55 @@ def _write_generator(generator: LoRAGenerator, directory: Path, dtype: torch.dty
     save_file(state, directory / GENERATOR_WEIGHTS_FILE, metadata={"format": "pt"})
 
 
+def read_edge_targets(path: Path) -> list[LoRATarget]:
+    """The checkpoint's edge targets; malformed content is a CheckpointError naming what is wrong."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON ({error}); the checkpoint is damaged.") from error
+    if not isinstance(raw, list) or not raw:
+        raise CheckpointError(f"{path} must be a non-empty JSON list of edge targets, not {json.dumps(raw)[:80]}.")
+    fields = typing.get_type_hints(LoRATarget)  # {"module_name": str, "layer": int, ...}
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{path}: entry {index} must be an object with the keys {list(fields)}, not {json.dumps(entry)[:80]}.")
+        if entry.keys() != fields.keys():
+            lacks, unknown = sorted(fields.keys() - entry.keys()), sorted(entry.keys() - fields.keys())
+            wrong = [f"lacks keys {lacks}"] * bool(lacks) + [f"has unknown keys {unknown}"] * bool(unknown)
+            raise CheckpointError(f"{path}: entry {index} {' and '.join(wrong)}.")
+        for key, kind in fields.items():
+            value = entry[key]
+            # bool is an int subclass in Python, but `true` is no layer index or width.
+            if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+                raise CheckpointError(f"{path}: entry {index} has {key}={value!r}; expected a {'non-negative int' if kind is int else kind.__name__}.")
+    return [LoRATarget(**entry) for entry in raw]
+
+
 def load_generator(directory: str | Path) -> LoRAGenerator:
     directory = Path(directory)
     for required in ("loragen_config.json", EDGE_TARGETS_FILE, GENERATOR_WEIGHTS_FILE):
         if not (directory / required).is_file():
             raise CheckpointError(f"{directory} is not a LoRA-Gen checkpoint: {required} is missing.")
     config = LoRAGenConfig.load(directory)
-    targets = [LoRATarget(**t) for t in json.loads((directory / EDGE_TARGETS_FILE).read_text())]
+    targets = read_edge_targets(directory / EDGE_TARGETS_FILE)
+    weights = directory / GENERATOR_WEIGHTS_FILE
+    try:
+        state = load_file(weights)
+    except Exception as error:
+        raise CheckpointError(f"{weights} is unreadable: {error}") from error
+    # NaN/inf weights would silently generate (and cache) NaN adapters; refuse them before building.
+    for name in sorted(state):
+        if state[name].is_floating_point() and not torch.isfinite(state[name]).all():
+            raise CheckpointError(
+                f"{weights} is damaged: tensor {name} holds non-finite values (NaN or inf). "
+                "Retrain the generator or re-download the checkpoint."
+            )
     generator = build_generator(config, targets)
     try:
-        state = load_file(directory / GENERATOR_WEIGHTS_FILE)
-    except Exception as error:
-        raise CheckpointError(f"{directory / GENERATOR_WEIGHTS_FILE} is unreadable: {error}") from error
-    missing, unexpected = generator.load_state_dict(state, strict=False)
+        missing, unexpected = generator.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches raise even with strict=False
+        first = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
+        raise CheckpointError(f"{weights} does not match {directory / EDGE_TARGETS_FILE} and the config: {first}") from error
     expected = set(generator.trainable_state_dict())
     if unexpected or expected & set(missing):
         raise CheckpointError(

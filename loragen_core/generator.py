@@ -23,6 +23,10 @@ from .config import LoRAGenConfig
 from .lora_math import LoRATarget
 
 
+class NonFiniteAdapterError(ValueError):
+    """The generator produced NaN or inf adapter weights: its checkpoint is damaged."""
+
+
 def keep_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Softmax over experts, keep the K largest, renormalise them to sum to 1, zero the rest."""
     probs = logits.softmax(dim=-1)
@@ -203,9 +207,17 @@ class LoRAGenerator(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self([system_prompt]).adapter.detach()
+            adapter = self([system_prompt]).adapter.detach()
         finally:
             self.train(was_training)
+        # A NaN adapter would merge into NaN edge weights (and be cached); refuse it here, loudly.
+        for name, tensor in [*adapter.lora_a.items(), *adapter.lora_b.items()]:
+            if not torch.isfinite(tensor).all():
+                raise NonFiniteAdapterError(
+                    f"The generator produced non-finite (NaN or inf) values in the adapter for {name}: its weights "
+                    "are damaged. Retrain the generator or re-download its checkpoint."
+                )
+        return adapter
 
     @property
     def reads_prompts_with_frozen_cloud(self) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import torch
 
@@ -152,3 +155,77 @@ def test_ship_writes_bf16_with_the_model_card_or_nothing(generator, tmp_path, ca
     with pytest.raises(SystemExit):
         main(["ship", str(tmp_path / "nope"), "--to", str(dest)])
     assert "is not a LoRA-Gen checkpoint" in capsys.readouterr().err
+
+
+def test_checkpoint_with_non_finite_weights_is_refused(generator, tmp_path, loragen_home, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from loragen_core import CheckpointError, load_generator, save_generator
+    from loragen_core.__main__ import main
+
+    directory = save_generator(generator, tmp_path / "ckpt")
+    weights = directory / "generator.safetensors"
+    state = load_file(weights)
+    poisoned = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}
+    save_file(poisoned, weights)
+    first_bad = min(k for k, v in state.items() if v.is_floating_point())
+    with pytest.raises(CheckpointError, match=rf"damaged: tensor {re.escape(first_bad)} .*Retrain"):
+        load_generator(directory)
+
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(PROMPTS[0])
+    with pytest.raises(SystemExit) as refused:
+        main(["generate", "--system-prompt-file", str(prompt), "--out", str(tmp_path / "out"), "--generator", str(directory)])
+    assert refused.value.code == 2 and f"error: {weights}" in capsys.readouterr().err
+    assert not (loragen_home / "adapters").exists()
+
+
+def test_non_finite_adapter_is_refused_before_caching(generator, tmp_path):
+    from loragen_core import AdapterService
+    from loragen_core.errors import USER_ERRORS
+    from loragen_core.generator import NonFiniteAdapterError
+
+    with torch.no_grad():
+        for parameter in generator.experts.parameters():
+            parameter.fill_(float("nan"))
+    service = AdapterService(generator, cache_dir=tmp_path / "adapters")
+    with pytest.raises(NonFiniteAdapterError, match="non-finite.*model.layers.0.mlp"):
+        service.adapter_for(PROMPTS[0])
+    assert issubclass(NonFiniteAdapterError, USER_ERRORS)  # the CLIs print it as one `error:` line
+    assert not (tmp_path / "adapters").exists()  # nothing was cached
+
+
+GOOD_TARGET = {"module_name": "model.layers.0.mlp.up_proj", "layer": 0, "kind": "up_proj", "in_features": 32, "out_features": 48}
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"model.layers.0.mlp.up_proj": 0}', "list"),
+        ("[]", "list"),
+        ('["up_proj"]', "entry 0"),
+        (json.dumps([{**GOOD_TARGET, "layer": "0"}]), "layer"),
+        (json.dumps([{**GOOD_TARGET, "in_features": True}]), "in_features"),
+        (json.dumps([{k: v for k, v in GOOD_TARGET.items() if k != "kind"}]), "kind"),
+        (json.dumps([{**GOOD_TARGET, "extra": 1}]), "extra"),
+    ],
+)
+def test_malformed_edge_targets_are_a_checkpoint_error(generator, tmp_path, content, problem):
+    from loragen_core import CheckpointError, load_generator, save_generator
+
+    directory = save_generator(generator, tmp_path / "ckpt")
+    (directory / "edge_targets.json").write_text(content)
+    with pytest.raises(CheckpointError, match="edge_targets.json") as refused:
+        load_generator(directory)
+    assert problem in str(refused.value)
+
+
+def test_edge_targets_that_do_not_fit_the_weights_are_a_checkpoint_error(generator, tmp_path):
+    from loragen_core import CheckpointError, load_generator, save_generator
+
+    directory = save_generator(generator, tmp_path / "ckpt")
+    path = directory / "edge_targets.json"
+    path.write_text(json.dumps([{**t, "in_features": t["in_features"] + 1} for t in json.loads(path.read_text())]))
+    with pytest.raises(CheckpointError, match="does not match") as refused:
+        load_generator(directory)
