@@ -191,12 +191,14 @@ class LoRAGenChatModel(BaseChatModel):
         runtime = self.get_runtime()
         stops = list(stop or []) + ([OBSERVATION_STOP] if request.tools else [])
         grammar = self._grammar(messages, request.tools)
-        completion = runtime.complete(request.prompt, request.system_prompt, self.max_new_tokens, stops, on_text, grammar=grammar)
+        # The GPT4Tools stop rule (end once an "AI: ..." line is complete) is for tool-bound replies only.
+        rule = {"grammar": grammar, "answer_line_ends": bool(request.tools)}
+        completion = runtime.complete(request.prompt, request.system_prompt, self.max_new_tokens, stops, on_text, **rule)
         first = completion
         turn = parse_turn(completion.text) if request.tools else None
         if turn is not None and turn.kind == "malformed":
             hinted = request.prompt.rstrip("\n") + "\n" + format_hint(list(request.tools))
-            completion = runtime.complete(hinted, request.system_prompt, self.max_new_tokens, stops, on_text, grammar=grammar)
+            completion = runtime.complete(hinted, request.system_prompt, self.max_new_tokens, stops, on_text, **rule)
             turn = parse_turn(completion.text)
         return self._message(turn, completion, first, request)
 

@@ -162,12 +162,14 @@ class LoRAGenRuntime:
         on_text: Callable[[str], None] | None = None,
         grammar: str | None = None,
         should_stop: Callable[[], bool] | None = None,
+        answer_line_ends: bool = True,
     ) -> RuntimeCompletion:
         """Decode `prompt` on the edge model specialised for `system_prompt` (None: base weights).
 
         With a system prompt the edge model sees only `prompt`; the system prompt reaches it as the
         merged adapter. Without one, `prompt` must carry everything (the in-context baseline).
-        `grammar` (Lark) constrains what the edge model may write; `should_stop` ends decoding early.
+        `grammar` (Lark) constrains what the edge model may write; `should_stop` ends decoding early;
+        `answer_line_ends=False` (plain chat) keeps decoding past a line that starts with "AI: ".
         Raises `RequestTooLongError` before any work for a prompt over `max_prompt_tokens`.
         """
         self.check_length(prompt)
@@ -183,7 +185,8 @@ class LoRAGenRuntime:
             else:
                 merge_seconds = 0.0
             completion = self.edge.complete(
-                prompt, max_new_tokens=max_new_tokens, stop=stop, on_text=on_text, grammar=grammar, should_stop=should_stop
+                prompt, max_new_tokens=max_new_tokens, stop=stop, on_text=on_text, grammar=grammar, should_stop=should_stop,
+                answer_line_ends=answer_line_ends,
             )
         return RuntimeCompletion(
             text=completion.text,

@@ -48,10 +48,11 @@ class _RowEnds(StoppingCriteria):
     whole batch is done), so every row's token count matches what decoding it alone would produce.
     """
 
-    def __init__(self, tokenizer, prompt_width: int, eos_token_id: int):
+    def __init__(self, tokenizer, prompt_width: int, eos_token_id: int, answer_line_ends: bool = True):
         self.tokenizer = tokenizer
         self.prompt_width = prompt_width
         self.eos_token_id = eos_token_id
+        self.answer_line_ends = answer_line_ends  # False: plain chat, where a line "AI: ..." is just text
         self.ended_at: list[int | None] = []
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
@@ -63,7 +64,7 @@ class _RowEnds(StoppingCriteria):
                 continue
             tokens = input_ids[row, self.prompt_width :]
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            if int(tokens[-1]) == self.eos_token_id or FINAL_ANSWER_DONE.search(text):
+            if int(tokens[-1]) == self.eos_token_id or (self.answer_line_ends and FINAL_ANSWER_DONE.search(text)):
                 self.ended_at[row] = generated
         return torch.tensor([e is not None for e in self.ended_at], dtype=torch.bool, device=input_ids.device)
 
@@ -195,16 +196,17 @@ class EdgeModel:
         on_text: Callable[[str], None] | None = None,
         grammar: str | GrammarConstraint | None = None,
         should_stop: Callable[[], bool] | None = None,
+        answer_line_ends: bool = True,
     ) -> Completion:
         """Greedy completion. `stop`: also end at these strings (cut from the text); `on_text`:
         called with each new piece of text while decoding, the pieces adding up to the returned text;
         `grammar`: write only what it allows; `should_stop`: polled after every token, ends decoding
-        early when it returns True."""
+        early when it returns True; `answer_line_ends=False` drops the GPT4Tools rule (plain chat)."""
         stop = tuple(s for s in (stop or ()) if s)
         with self.lock:
             input_ids = self.chat_input_ids(user_text).to(self.model.device)
             prompt_length = input_ids.shape[1]
-            criteria = [_RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id)]
+            criteria = [_RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id, answer_line_ends)]
             if stop:
                 criteria.append(_StopStringCriteria(self.tokenizer, prompt_length, stop))
             if should_stop is not None:

@@ -95,3 +95,5 @@ def test_rows_end_at_their_own_final_answer_line(edge):
     ends = _RowEnds(tokenizer, len(prompt), eos_token_id=-1)
     assert ends(rows, None).tolist() == [True, False]
     assert ends.ended_at == [width, None]
+    plain_chat = _RowEnds(tokenizer, len(prompt), eos_token_id=-1, answer_line_ends=False)
+    assert plain_chat(rows, None).tolist() == [False, False]  # in plain chat a line "AI: ..." is just text

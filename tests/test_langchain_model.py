@@ -288,3 +288,12 @@ def test_a_plain_user_message_calls_the_edge_tool_with_its_path_on_the_default_m
         [HumanMessage("Here is an image named image/dogpark.png. Please detect the edges of image/dogpark.png.")]
     )
     assert [(c["name"], c["args"]) for c in reply.tool_calls] == [(EDGE, {"tool_input": "image/dogpark.png"})]
+
+
+def test_the_gpt4tools_stop_rule_applies_to_tool_bound_replies_only():
+    tools, _ = recording_tools()
+    runtime = ScriptedRuntime(["AI: a line of a plain reply\nand more", ANSWER.format(text="ok")])
+    plain = LoRAGenChatModel(runtime=runtime).invoke([HumanMessage("Write a dialogue.")])
+    LoRAGenChatModel(runtime=runtime).bind_tools(tools).invoke(conversation("Edges?"))
+    assert [call["answer_line_ends"] for call in runtime.calls] == [False, True]
+    assert plain.content == "AI: a line of a plain reply\nand more"
