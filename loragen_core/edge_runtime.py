@@ -165,6 +165,12 @@ class EdgeModel:
                 self._grammars = GrammarCompiler(self.tokenizer, self.model.config.vocab_size)
             return self._grammars
 
+    @property
+    def pad_token_id(self) -> int:
+        """Padding for generate and for left-padded batches: the pad token, else EOS (id 0 is a real id)."""
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.tokenizer.eos_token_id
+
     def _constraint(self, grammar: str | GrammarConstraint | None) -> GrammarConstraint | None:
         if grammar is None or isinstance(grammar, GrammarConstraint):
             return grammar
@@ -221,7 +227,7 @@ class EdgeModel:
                 do_sample=False,
                 stopping_criteria=StoppingCriteriaList(criteria),
                 logits_processor=processors,
-                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                pad_token_id=self.pad_token_id,
                 streamer=streamer,
             )
             seconds = time.perf_counter() - start
@@ -253,7 +259,7 @@ class EdgeModel:
             raise ValueError(f"{len(user_texts)} prompts but {len(grammars)} grammars.")
         if adapter is not None and adapter.batch_size not in (1, len(user_texts)):
             raise ValueError(f"{len(user_texts)} prompts but an adapter batch of {adapter.batch_size}.")
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad = self.pad_token_id
         rows = [self.chat_input_ids(text)[0] for text in user_texts]
         width = max(len(row) for row in rows)
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)

@@ -10,6 +10,7 @@ returns one generated LoRA per prompt, plus the gates and the load-balancing los
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -117,9 +118,13 @@ class LoRAGenerator(nn.Module):
         self.config = config
         self.edge_targets = edge_targets
         self.n_layers = 1 + max(t.layer for t in edge_targets)
-        self.tokenizer = cloud_tokenizer
+        # Its own copy, set up once for reading prompts: the caller's tokenizer (often the edge model's,
+        # when one model plays both roles) keeps its pad token and padding and truncation sides.
+        self.tokenizer = copy.deepcopy(cloud_tokenizer)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"  # meta tokens then sit at the same final positions
+        self.tokenizer.truncation_side = "left"  # an over-long prompt keeps its end, next to the meta tokens
         init = torch.Generator().manual_seed(config.seed)
 
         for parameter in cloud_model.parameters():
@@ -161,8 +166,6 @@ class LoRAGenerator(nn.Module):
     def meta_states(self, system_prompts: list[str]) -> torch.Tensor:
         """Run the cloud LM once over each prompt + L meta tokens; returns (batch, L, cloud_width)."""
         device = self.meta_tokens.device
-        self.tokenizer.padding_side = "left"  # meta tokens then sit at the same final positions
-        self.tokenizer.truncation_side = "left"
         encoded = self.tokenizer(
             system_prompts,
             return_tensors="pt",

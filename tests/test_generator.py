@@ -229,3 +229,16 @@ def test_edge_targets_that_do_not_fit_the_weights_are_a_checkpoint_error(generat
     path.write_text(json.dumps([{**t, "in_features": t["in_features"] + 1} for t in json.loads(path.read_text())]))
     with pytest.raises(CheckpointError, match="does not match") as refused:
         load_generator(directory)
+
+
+def test_the_generator_leaves_its_callers_tokenizer_as_it_was(tiny_dirs):
+    from loragen_core import LoRAGenConfig, build_generator, load_causal_lm
+    from loragen_core.generator import LoRAGenerator
+
+    loaded = load_causal_lm(str(tiny_dirs["cloud"]))
+    tokenizer = loaded.tokenizer
+    tokenizer.pad_token, tokenizer.padding_side, tokenizer.truncation_side = None, "right", "right"
+    generator = build_generator(LoRAGenConfig(cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]), n_experts=2, r=2))
+    edge_targets = generator.edge_targets
+    LoRAGenerator(generator.config, loaded.model, tokenizer, edge_targets).generate("Some system prompt.")
+    assert (tokenizer.pad_token, tokenizer.padding_side, tokenizer.truncation_side) == (None, "right", "right")
