@@ -37,7 +37,7 @@ from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from .atomic import atomic_directory
-from .checkpoint import GENERATOR_WEIGHTS_FILE, build_generator, save_generator
+from .checkpoint import GENERATOR_WEIGHTS_FILE, CheckpointError, build_generator, save_generator
 from .config import LoRAGenConfig
 from .generator import LoRAGenerator
 from .meta_state_cache import MetaStateCache
@@ -121,8 +121,14 @@ def save_model(trainable: nn.Module, directory: Path, dtype: torch.dtype | None 
 def load_model_weights(trainable: nn.Module, directory: Path) -> None:
     if isinstance(trainable, LoRAGenTrainable):
         missing, unexpected = trainable.generator.load_state_dict(load_file(directory / GENERATOR_WEIGHTS_FILE), strict=False)
-        if unexpected:
-            raise RuntimeError(f"Checkpoint {directory} has unexpected tensors {unexpected[:3]}.")
+        # The frozen cloud LM is not saved; a trainable tensor that is absent would silently stay fresh.
+        lost = sorted(set(missing) & set(trainable.generator.trainable_state_dict()))
+        if unexpected or lost:
+            raise CheckpointError(
+                f"Checkpoint {directory} does not match this run: "
+                + (f"unexpected tensors {unexpected[:3]}" if unexpected else f"missing trained tensors {lost[:3]}")
+                + ". Delete the run directory's checkpoint/ to start over."
+            )
     else:
         set_peft_model_state_dict(trainable.peft_model, load_file(directory / "adapter_model.safetensors"))
 
@@ -231,12 +237,16 @@ def train(config: TrainConfig) -> Path:
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     world, rank = accelerator.num_processes, accelerator.process_index
+    # --batch-size is the global batch (the paper's 64 is over all GPUs): each process takes its share.
+    if config.batch_size % world:
+        raise ValueError(f"--batch-size {config.batch_size} does not split over {world} processes; use a multiple of {world}.")
+    per_rank = config.batch_size // world
     progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=f"train {config.method}",
                     disable=not accelerator.is_main_process)
     for step in progress:
         started = time.perf_counter()
-        indices = batch_indices(len(examples), config.batch_size * world, step, config.seed)
-        batch = collate([examples[i] for i in indices[rank * config.batch_size : (rank + 1) * config.batch_size]], pad_id)
+        indices = batch_indices(len(examples), config.batch_size, step, config.seed)
+        batch = collate([examples[i] for i in indices[rank * per_rank : (rank + 1) * per_rank]], pad_id)
         batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         parts = trainable(batch)
         if not torch.isfinite(parts.total):

@@ -30,7 +30,7 @@ class TrainConfig:
     prompt: str = field(default="edge", metadata={"help": "For method lora: train on the full prompt (tool definitions in) or the edge prompt."})
     recipe: str = field(default="cpu", metadata={"help": "Defaults for lr, batch, warm-up, length and what trains: cpu or paper."})
     steps: int = field(default=200, metadata={"help": "Optimizer steps."})
-    batch_size: int | None = field(default=None, metadata={"help": "Examples per step (per process)."})
+    batch_size: int | None = field(default=None, metadata={"help": "Examples per step over all processes (each of N processes takes 1/N)."})
     lr: float | None = field(default=None, metadata={"help": "Peak learning rate (AdamW, cosine decay after warm-up)."})
     warmup_steps: int | None = field(default=None, metadata={"help": "Linear warm-up steps."})
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper: 0.1)."})

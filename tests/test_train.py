@@ -86,6 +86,33 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_dirs, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 
 
+def test_a_checkpoint_missing_trained_tensors_is_refused_on_resume(tiny_dirs, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from loragen_core import CheckpointError
+
+    import loragen_core.train as trainer
+
+    run = config(tiny_dirs, tmp_path, steps=6, save_every=3)
+    original = trainer.save_checkpoint
+
+    def crash_after_saving(*args, **kwargs):
+        original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    trainer.save_checkpoint = crash_after_saving
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(run)
+    finally:
+        trainer.save_checkpoint = original
+    weights = tmp_path / "run" / "checkpoint" / "model" / "generator.safetensors"
+    state = load_file(weights)
+    save_file({k: v for k, v in state.items() if not k.startswith("experts.")}, weights)  # a damaged checkpoint
+    with pytest.raises(CheckpointError, match="missing trained tensors"):
+        train(run)
+
+
 def test_lora_baseline_writes_a_peft_adapter(tiny_dirs, tmp_path):
     final = train(config(tiny_dirs, tmp_path, method="lora", prompt="full", steps=3))
     edge = load_causal_lm(str(tiny_dirs["edge"])).model
@@ -175,7 +202,7 @@ def test_two_cpu_processes_train_under_accelerate_launch(tiny_dirs, tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "loragen_core.train",
                "--data", str(write_data(tmp_path / "train.jsonl")), "--out", str(tmp_path / "ddp"), "--steps", "4",
-               "--batch-size", "2", "--lr", "0.01", "--warmup-steps", "1", "--save-every", "2", "--r", "4", "--n-experts", "4",
+               "--batch-size", "4", "--lr", "0.01", "--warmup-steps", "1", "--save-every", "2", "--r", "4", "--n-experts", "4",
                "--edge-model", str(tiny_dirs["edge"]), "--cloud-model", str(tiny_dirs["cloud"])]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
