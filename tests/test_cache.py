@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from loragen_core import AdapterService, LoRAGenConfig, build_generator, save_generator
 from loragen_core.adapter_cache import AdapterCache, cache_key
@@ -41,6 +42,10 @@ def test_cache_hit_does_not_run_the_cloud_lm(service):
     assert second.adapter_hash == first.adapter_hash
     third = service.adapter_for(PROMPT + " Detect Face.")
     assert not third.cache_hit and third.adapter_hash != first.adapter_hash
+    # Each served adapter is the generator's own output for that prompt, not another prompt's.
+    for result, prompt in ((second, PROMPT), (third, PROMPT + " Detect Face.")):
+        direct = service.generator.generate(prompt)
+        assert all(torch.equal(result.adapter.lora_b[n], direct.lora_b[n]) for n in direct.lora_b)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip_bytes", "garbage"])

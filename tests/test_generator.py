@@ -145,6 +145,8 @@ def test_ship_writes_bf16_with_the_model_card_or_nothing(generator, tmp_path, ca
     a, b = shipped.generate(PROMPTS[0]), generator.generate(PROMPTS[0])
     for name in a.lora_a:  # bf16 storage: equal to about 3 significant digits
         assert torch.allclose(a.lora_a[name], b.lora_a[name], rtol=2e-2, atol=1e-3)
+        assert b.lora_b[name].abs().max() > 1e-3, "B must be non-zero, or comparing it proves nothing"
+        assert torch.allclose(a.lora_b[name], b.lora_b[name], rtol=2e-2, atol=1e-4)
 
     before = sorted(p.name for p in dest.iterdir())
     with pytest.raises(SystemExit) as refused:
