@@ -234,3 +234,25 @@ def test_gradient_checkpointing_trains_the_same_weights(tiny_dirs, tmp_path):
     edge = load_causal_lm(str(tiny_dirs["edge"])).model
     build_trainable(config(tiny_dirs, tmp_path, method="lora", gradient_checkpointing=True), edge, tmp_path, [], False)
     assert edge.is_gradient_checkpointing, "the flag must switch checkpointing on"
+
+
+def test_each_prompts_adapter_makes_the_edge_model_name_its_own_tool(tiny_dirs, tmp_path):
+    """The edge prompt is the same for every row: only the generated adapter can say which tool to
+    name. A generator that ignored its system prompt would give both prompts the same tool."""
+    from loragen_core.edge_runtime import EdgeModel
+
+    tools = {SYSTEM_PROMPTS[0]: "Edge Detection On Image", SYSTEM_PROMPTS[1]: "Detect Face"}
+    rows = [{"system_prompt": system, "edge_prompt": "New input: use the tool", "output": f"Action: {tool}\n", "kind": "tool",
+             "id": f"r-{i}-{j}"} for j, (system, tool) in enumerate(tools.items()) for i in range(8)]
+    data = tmp_path / "two_prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    final = train(config(tiny_dirs, tmp_path, data=[str(data)], steps=40, batch_size=8, lr=1e-2, save_every=40))
+    generator = load_generator(final).eval()
+    edge = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
+    written = {}
+    for system in tools:
+        edge.specialize(generator.generate(system))
+        written[system] = edge.complete("New input: use the tool", max_new_tokens=16).text
+    for system, tool in tools.items():
+        other = next(t for t in tools.values() if t != tool)
+        assert tool in written[system] and other not in written[system], written
