@@ -42,9 +42,11 @@ pytestmark = GRADIO_WARNINGS
 class ScriptedEdge(EdgeModel):
     """The tiny edge model, decoding one real token, then replying from a script keyed on the request:
     "#edges" calls Edge Detection on the conversation's image, "#missing" calls it on a file that does
-    not exist, anything else is answered at once. Replies name the adapter merged while decoding."""
+    not exist, "#slow" decodes until stopped, "#recall" repeats the previous request from the memory,
+    anything else is answered at once. Replies name the adapter merged while decoding."""
 
-    def complete(self, user_text, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, stop=None, on_text=None, grammar=None, should_stop=None) -> Completion:
+    def complete(self, user_text, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, stop=None, on_text=None, grammar=None, should_stop=None,
+                 answer_line_ends=True) -> Completion:
         with self.lock:
             real = super().complete(user_text, max_new_tokens=1)
             adapter = f"[adapter {self.active_adapter[:16] if self.active_adapter else 'none'}]"
@@ -56,6 +58,14 @@ class ScriptedEdge(EdgeModel):
             text = f"Thought: Do I need to use a tool? No\nAI: Done {adapter}: {observation.group(1).strip()}\n"
         elif "#edges" in request and image:
             text = f"Thought: Do I need to use a tool? Yes\nAction: Edge Detection On Image\nAction Input: {image.group(1)}\n"
+        elif "#slow" in request:  # decodes until stopped (at most 20 s), like a long generation
+            deadline = time.monotonic() + 20
+            while not (should_stop and should_stop()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            text = "Thought: Do I" if should_stop and should_stop() else "Thought: Do I need to use a tool? No\nAI: finished\n"
+        elif "#recall" in request:  # answers from the conversation's memory
+            earlier = re.findall(r"^Human: (.*)$", user_text.split("New input:", 1)[0], re.MULTILINE)
+            text = f"Thought: Do I need to use a tool? No\nAI: You asked: {earlier[-1] if earlier else 'nothing'}\n"
         elif "#missing" in request:
             text = "Thought: Do I need to use a tool? Yes\nAction: Edge Detection On Image\nAction Input: image/missing.png\n"
         else:

@@ -93,3 +93,23 @@ def test_chat_in_the_browser_with_image_trace_panel_and_baseline(app_url, page, 
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
     print(f"screenshot: {screenshot}")
+
+
+def test_stop_memory_and_no_image_in_the_browser(app_url, page):
+    url, _ = app_url
+    page.goto(url)
+    chat, box = page.locator("#chat"), page.locator("#message textarea")
+
+    box.fill("#missing faces, is there one?")  # no image attached: the agent asks for one
+    box.press("Enter")
+    expect(chat.get_by_text("needs an image, and this conversation has none yet. Please upload one.")).to_be_visible()
+
+    box.fill("#recall what did I ask you before?")  # the memory holds the previous turn
+    box.press("Enter")
+    expect(chat.get_by_text("You asked: #missing faces, is there one?")).to_be_visible()
+
+    box.fill("#slow think hard")  # a long turn, ended by the Stop button
+    box.press("Enter")
+    expect(chat.get_by_text("Thinking")).to_be_visible()
+    page.locator("#stop").click()
+    expect(chat.get_by_text("The agent could not finish: Stopped.")).to_be_visible(timeout=10_000)
