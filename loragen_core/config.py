@@ -63,10 +63,6 @@ class LoRAGenConfig:
         if self.r < 1:
             raise ValueError(f"r must be >= 1, got {self.r}")
 
-    @property
-    def lora_scale(self) -> float:
-        return self.lora_alpha / self.r
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
