@@ -30,13 +30,61 @@ def load_test_items(path: str | Path | None = None) -> list[dict]:
     path = Path(path) if path else DEFAULT_TEST_FILE
     if not path.is_file():
         raise DatasetError(f"GPT4Tools test file not found at {path}. {OBTAIN_HINT}")
-    try:
-        items = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DatasetError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(items, list) or not all(isinstance(i, dict) and {"id", "instruction", "output"} <= i.keys() for i in items):
-        raise DatasetError(f"{path} must be a JSON list of items with id, instruction and output.")
+    items = read_json(path, DatasetError)
+    # `input` is optional (the runner never reads it) but, like the others, must be text when present.
+    check_items(items, path, DatasetError, ("instruction", "output"), optional=("input",))
     return items
+
+
+def read_json(path: Path, error: type[Exception]):
+    """Parse a JSON file; any way it cannot be read becomes `error`, a message naming the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{path} is not UTF-8 text, so it cannot be JSON.") from None
+    except RecursionError:  # json recurses once per nested [ or {; hostile files nest 100000 deep
+        raise error(f"{path} nests JSON lists or objects too deeply to read.") from None
+    except ValueError as failure:  # JSONDecodeError, or an integer of more than 4300 digits
+        raise error(f"{path} is not valid JSON: {failure}") from None
+
+
+def check_items(items, path: Path, error: type[Exception], fields: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """Raise `error` at the first item that is not an object with a unique str/int id and string `fields`.
+
+    Run code indexes items by id and treats fields as text, so anything else would surface later as
+    a traceback (an unhashable id), a wrong score (duplicate ids silently merged) or a crash mid-run.
+    """
+    shape = f"a JSON list of objects with id, {', '.join(fields)}"
+    if not isinstance(items, list):
+        raise error(f"{path} must be {shape}, not {json_type(items)}.")
+    seen: dict[str | int, int] = {}
+    for index, item in enumerate(items):
+        where = f"{path}: item {index}"
+        if not isinstance(item, dict):
+            raise error(f"{where} is {json_type(item)}; the file must be {shape}.")
+        for field in ("id", *fields):
+            if field not in item:
+                raise error(f"{where} has no {field!r} field; the file must be {shape}.")
+        key = item["id"]
+        if isinstance(key, bool) or not isinstance(key, (str, int)):  # bool is an int in Python, not an id
+            raise error(f"{where}: 'id' is {json_type(key)}; ids must be strings or integers.")
+        for field in (*fields, *(f for f in optional if f in item)):
+            if not isinstance(item[field], str):
+                raise error(f"{where} (id {_brief(key)}): {field!r} is {json_type(item[field])}, not a string.")
+        if key in seen:
+            raise error(f"{path}: id {_brief(key)} occurs more than once, at items {seen[key]} and {index}; ids must be unique.")
+        seen[key] = index
+
+
+def json_type(value) -> str:
+    """What a parsed JSON value is, in JSON's words (messages never print the value: it may be huge)."""
+    names = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _brief(key: str | int) -> str:
+    text = repr(key)
+    return text if len(text) <= 60 else text[:50] + "..."
 
 
 def gold_tool(item: dict) -> str:

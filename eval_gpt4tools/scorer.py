@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -130,25 +129,20 @@ def score(gold_items: list[dict], predictions: dict) -> Scores:
 
 def load_predictions(path: Path, gold_items: list[dict]) -> dict:
     """Read `[{"id", "output"}, ...]` and check it covers exactly the ground-truth ids."""
+    from .data import check_items, read_json  # here, not at the top: data.py imports this module
+
     try:
-        data = json.loads(Path(path).read_text())
+        data = read_json(path, PredictionsError)
     except FileNotFoundError:
         raise PredictionsError(f"Predictions file {path} does not exist.") from None
-    except json.JSONDecodeError as error:
-        raise PredictionsError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, list) or not all(isinstance(x, dict) and "id" in x and "output" in x for x in data):
-        raise PredictionsError(f'{path} must be a JSON list of {{"id": ..., "output": "..."}} objects.')
-    predictions = {}
-    for entry in data:
-        if not isinstance(entry["output"], str):
-            raise PredictionsError(f"{path}: the output of id {entry['id']!r} is not a string.")
-        if entry["id"] in predictions:
-            raise PredictionsError(f"{path}: id {entry['id']!r} occurs more than once.")
-        predictions[entry["id"]] = entry["output"]
+    check_items(data, path, PredictionsError, ("output",))
+    predictions = {entry["id"]: entry["output"] for entry in data}
     gold_ids = {item["id"] for item in gold_items}
     missing, extra = gold_ids - predictions.keys(), predictions.keys() - gold_ids
+    # Ids may mix integers and strings, which do not compare: integers first, then strings.
+    in_order = lambda ids: sorted(ids, key=lambda i: (isinstance(i, str), i))[:5]  # noqa: E731
     if missing:
-        raise PredictionsError(f"{path} lacks predictions for {len(missing)} ids, e.g. {sorted(missing)[:5]}.")
+        raise PredictionsError(f"{path} lacks predictions for {len(missing)} ids, e.g. {in_order(missing)}.")
     if extra:
-        raise PredictionsError(f"{path} has {len(extra)} ids not in the ground truth, e.g. {sorted(extra, key=str)[:5]}.")
+        raise PredictionsError(f"{path} has {len(extra)} ids not in the ground truth, e.g. {in_order(extra)}.")
     return predictions

@@ -180,3 +180,33 @@ def test_import_refuses_bombs(ws, tmp_path):
         ws.import_file(upload)
     assert snapshot(ws.root) == {}
     assert os.path.getsize(upload) < 200
+
+
+@pytest.mark.parametrize("name", ["a" * 300 + ".png", "image/" + "b" * 300 + ".png", "c" * 300 + "/x.png"])
+def test_over_long_name_is_refused_without_the_server_path(ws, name):
+    (ws.root / "image").mkdir()  # so the lookup reaches the long component
+    for attempt in (ws.resolve, ws.load_image, lambda n: ws.new_output_path(folder=n)):
+        with pytest.raises(WorkspaceError, match="too long") as refused:
+            attempt(name)
+        assert str(ws.root) not in str(refused.value)
+        assert name[:20] in str(refused.value), "it names the path the user gave"
+
+
+def test_file_in_place_of_a_folder_is_refused_without_the_server_path(ws, picture):
+    name = ws.save_image(picture)
+    for folder in (name, name + "/sub"):
+        with pytest.raises(WorkspaceError, match="where a folder is needed") as refused:
+            ws.new_output_path(folder=folder)
+        assert str(ws.root) not in str(refused.value)
+
+
+def test_unreadable_file_is_refused_without_the_server_path(ws, picture, monkeypatch):
+    name = ws.save_image(picture)
+
+    def denied(self, *args, **kwargs):  # chmod would not stop a test run as root
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "stat", denied)
+    with pytest.raises(WorkspaceError, match="permission denied") as refused:
+        ws.load_image(name)
+    assert str(ws.root) not in str(refused.value) and name in str(refused.value)

@@ -9,11 +9,15 @@ reaches OpenCV. Outputs never overwrite anything: each gets a fresh GPT4Tools-st
 temporary file first, then renamed into place, so a crash leaves no half-written image.
 
 Errors are `WorkspaceError`s whose message is meant for the user (a tool returns it as its
-observation), so each one says what was refused and what to use instead.
+observation), so each one says what was refused and what to use instead. An `OSError` from looking a
+path up (a name too long, no permission, a file where a folder should be) becomes one too: its own
+message would show the server's absolute path, so ours names only the path the user gave.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
 import secrets
@@ -34,6 +38,24 @@ class WorkspaceError(ValueError):
     """A path or file a tool may not use; the message is shown to the user as is."""
 
 
+@contextlib.contextmanager
+def _lookup_errors(label: str):
+    """Turn an OSError from stat/open/mkdir on `label` into a WorkspaceError that names only `label`."""
+    try:
+        yield
+    except OSError as error:
+        label = str(label)
+        if len(label) > 80:  # a hostile name can be any length; the user needs only to recognise it
+            label = label[:60] + "..."
+        if error.errno == errno.ENAMETOOLONG:
+            reason = "a name in it is too long"
+        elif error.errno in (errno.EEXIST, errno.ENOTDIR):  # from mkdir of an output folder
+            reason = "a file stands where a folder is needed"
+        else:  # strerror is the bare reason ("Permission denied"); str(error) would add the absolute path
+            reason = (error.strerror or "it cannot be read").lower()
+        raise WorkspaceError(f"'{label}' cannot be used ({reason}); give a workspace path such as {NAME_EXAMPLE}.") from None
+
+
 class Workspace:
     def __init__(self, root: str | Path | None = None, max_pixels: int = 40_000_000, max_bytes: int = 20_000_000):
         if root is None:
@@ -49,7 +71,9 @@ class Workspace:
         """The real path of an existing file or folder inside the workspace."""
         text = str(relative).strip()
         real = self._inside(text)
-        if not real.exists():
+        with _lookup_errors(text):
+            exists = real.exists()
+        if not exists:
             raise WorkspaceError(
                 f"There is no file '{text}' in the workspace; use a file name from the conversation, such as {NAME_EXAMPLE}."
             )
@@ -60,12 +84,13 @@ class Workspace:
         if not (suffix.startswith(".") and suffix[1:].isalnum()):
             raise WorkspaceError(f"{suffix!r} is not a file suffix such as '.png'.")
         directory = self._inside(folder) if folder else self.root
-        directory.mkdir(parents=True, exist_ok=True)
-        while True:
-            name = "".join(secrets.choice(string.ascii_lowercase) for _ in range(8)) + suffix
-            path = directory / name
-            if not path.exists():
-                return path.relative_to(self.root).as_posix(), path
+        with _lookup_errors(folder):
+            directory.mkdir(parents=True, exist_ok=True)
+            while True:
+                name = "".join(secrets.choice(string.ascii_lowercase) for _ in range(8)) + suffix
+                path = directory / name
+                if not path.exists():
+                    return path.relative_to(self.root).as_posix(), path
 
     def _inside(self, text: str) -> Path:
         if not text or "\x00" in text:
@@ -90,7 +115,9 @@ class Workspace:
     def load_image(self, relative: str) -> np.ndarray:
         """A workspace image as a BGR uint8 array, after the checks of `decode_image`."""
         path = self.resolve(relative)
-        if not path.is_file():
+        with _lookup_errors(str(relative)):
+            is_file = path.is_file()
+        if not is_file:
             raise WorkspaceError(f"'{relative}' is a folder, not an image file.")
         return self._read_checked(path, relative)
 
@@ -121,11 +148,12 @@ class Workspace:
         return self.save_image(self._read_checked(source, source.name))
 
     def _read_checked(self, path: Path, label: str) -> np.ndarray:
-        size = path.stat().st_size
-        if size > self.max_bytes:
-            raise WorkspaceError(f"'{label}' is {size:,} bytes; images may be at most {self.max_bytes:,} bytes.")
-        with open(path, "rb") as f:
-            data = f.read(self.max_bytes + 1)
+        with _lookup_errors(label):
+            size = path.stat().st_size
+            if size > self.max_bytes:
+                raise WorkspaceError(f"'{label}' is {size:,} bytes; images may be at most {self.max_bytes:,} bytes.")
+            with open(path, "rb") as f:
+                data = f.read(self.max_bytes + 1)
         if len(data) > self.max_bytes:  # it grew after stat
             raise WorkspaceError(f"'{label}' is larger than {self.max_bytes:,} bytes.")
         return decode_image(data, label, self.max_pixels)
