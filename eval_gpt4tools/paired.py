@@ -58,9 +58,13 @@ def item_rights(run_dir: Path, gold_by_id: dict, metric: str = "SR") -> dict:
     path = Path(run_dir) / "predictions.json"
     if not path.is_file():
         raise PredictionsError(f"{run_dir} has no predictions.json: finish the run first (`python -m eval_gpt4tools run ... --out {run_dir}`).")
+    from .data import check_items, read_json  # data imports the scorer, which this module imports
+
     field = METRIC_FIELDS[metric]
+    entries = read_json(path, PredictionsError)
+    check_items(entries, path, PredictionsError, ("output",))
     rights = {}
-    for entry in json.loads(path.read_text()):
+    for entry in entries:
         if entry["id"] not in gold_by_id:
             raise PredictionsError(f"{path}: id {entry['id']!r} is not in the ground truth; was the run made on another test file?")
         rights[entry["id"]] = getattr(score_item(gold_by_id[entry["id"]]["output"], entry["output"]), field) >= 1.0

@@ -140,3 +140,15 @@ def test_run_cli_refuses_bad_data_before_loading_a_model(tmp_path, capsys, no_mo
     out = tmp_path / "run"
     assert expected in cli_error(capsys, ["run", "--mode", "icl", "--data", str(path), "--limit", "1", "--out", str(out)])
     assert not out.exists(), "nothing is written for a refused data file"
+
+
+def test_compare_refuses_a_hostile_predictions_file(tmp_path, capsys):
+    from eval_gpt4tools.__main__ import main
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{"id": 1, "instruction": "x", "input": "", "output": "Thought: Do I need to use a tool? No\nAI: a\n"}]))
+    for name, content in (("good", [{"id": 1, "output": "AI: a"}]), ("bad", [{"id": [1], "output": "AI: a"}])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "predictions.json").write_text(json.dumps(content))
+    code = main(["compare", "--data", str(data), "--row", f"a={tmp_path / 'good'}", "--row", f"b={tmp_path / 'bad'}"])
+    assert code == 2 and "error:" in capsys.readouterr().err
