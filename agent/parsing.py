@@ -19,13 +19,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tools.gpt4tools_prompt import prompt_templates
+from tools.gpt4tools_prompt import IMAGE_PATH, prompt_templates
 
 THOUGHT = re.compile(r"^\s*Thought:[ \t]*(.*)$", re.MULTILINE)
 ACTION = re.compile(r"^\s*Action:[ \t]*(.*)$", re.MULTILINE)
 ACTION_INPUT = re.compile(r"^\s*Action Input:[ \t]*(.*)$", re.MULTILINE)
 FINAL_ANSWER = re.compile(r"^\s*AI:[ \t]*(.*)$", re.MULTILINE | re.DOTALL)
-IMAGE_PATH = re.compile(r"[\w./-]+\.(?:png|jpe?g|bmp|webp|gif|tiff?)\b", re.IGNORECASE)
 # What the training data writes where a tool's output goes ("[output_from_ocr_tool]", "[your response here]"):
 # an answer containing one reports nothing real.
 PLACEHOLDER = re.compile(r"\[[^\]\n]*(?:output|response|result)[^\]\n]*\]", re.IGNORECASE)

@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--constrained", action="store_true",
                          help="Decode under each item's tool-call grammar: Action can only name the item's tools "
                               "(llguidance). Off by default: the paper-comparable rows decode freely.")
+    run_cmd.add_argument("--constrain-images", action="store_true",
+                         help="With --constrained: a tool whose whole input is an image path gets one of the paths the "
+                              "item's conversation names (the grammar the agent, UI and LangChain model use).")
     run_cmd.add_argument("--batch-size", type=int, default=1,
                          help="Items decoded at once (default 1). More is faster on all 652 items, but the run then reports "
                               "throughput, not latency: take latency from a batch-1 run with `table --latency`.")
@@ -135,7 +138,7 @@ def _run(args) -> int:
     config = RunConfig(
         mode=args.mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
         generator=args.generator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        constrained=args.constrained,
+        constrained=args.constrained, constrain_images=args.constrain_images,
     )
     summary = run(config)
     print(markdown_table([summary]))

@@ -12,8 +12,10 @@ Each finished item is appended to `predictions.jsonl` at once, so an interrupted
 it stopped when rerun with the same --out.
 
 `--constrained` decodes under the GPT4Tools trace grammar of each item's tool set (tools/
-gpt4tools_grammar.py): `Action:` can only name one of the item's tools. Without it (the default for
-`run`, and the rule of every paper-comparable row) the model writes freely.
+gpt4tools_grammar.py): `Action:` can only name one of the item's tools. `--constrain-images` also
+restricts the input of tools whose whole input is an image path to the image paths the item's
+conversation names: the grammar the agent, the UI and the LangChain model decode with. Without them
+(the default for `run`, and the rule of every paper-comparable row) the model writes freely.
 
 `--batch-size B` decodes B items at once (left-padded, the same greedy rule; in loragen modes every
 row carries its own generated adapter, applied functionally): several times the throughput on a CPU,
@@ -36,7 +38,8 @@ from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_def
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.resumable_run import RunSummary, open_resumable_run
 from tools import split_prompt
-from tools.gpt4tools_grammar import trace_grammar
+from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
+from tools.gpt4tools_prompt import IMAGE_PATH
 
 from .data import load_test_items, stratified_subset
 from .scorer import score
@@ -61,6 +64,7 @@ class RunConfig:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     batch_size: int = 1  # > 1: batched decoding for throughput (no per-request latency)
     constrained: bool = False  # decode under each item's tool-call grammar
+    constrain_images: bool = False  # ... with image-only tools' inputs restricted to the conversation's images
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -69,12 +73,16 @@ class RunConfig:
             raise RunConfigError(f"Unknown mode {self.mode!r}; choose one of {', '.join(MODES)}.")
         if self.mode == "lora" and self.adapter is None:
             raise RunConfigError("Mode lora needs --adapter DIR (a PEFT LoRA directory).")
+        if self.constrain_images and not self.constrained:
+            raise RunConfigError("--constrain-images refines --constrained; give both.")
         if self.prompt not in ("full", "edge"):
             raise RunConfigError(f"--prompt must be full or edge, not {self.prompt!r}.")
 
     @property
     def label(self) -> str:
         label = f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
+        if self.constrain_images:
+            return label + " + constrained (names, images)"
         return label + " + constrained" if self.constrained else label
 
     def identity(self) -> dict:
@@ -85,6 +93,8 @@ class RunConfig:
             identity["batch_size"] = str(self.batch_size)
         if self.constrained:  # likewise: unconstrained runs keep their identity
             identity["constrained"] = "True"
+        if self.constrain_images:
+            identity["constrain_images"] = "True"
         return identity
 
 
@@ -101,8 +111,16 @@ def edge_text(config: RunConfig, instruction: str) -> tuple[str, str | None]:
 
 
 def item_grammar(config: RunConfig, instruction: str) -> str | None:
-    """The trace grammar of the item's tool set, when the run is constrained."""
-    return trace_grammar(split_prompt(instruction).tool_names) if config.constrained else None
+    """The trace grammar of the item's tool set, when the run is constrained (as the agent builds it
+    with --constrain-images: image-only tools get one of the conversation's image paths)."""
+    if not config.constrained:
+        return None
+    parts = split_prompt(instruction)
+    if not config.constrain_images:
+        return trace_grammar(parts.tool_names)
+    image_tools = [name for name, description in parts.tool_definitions if takes_only_an_image(description)]
+    images = list(dict.fromkeys(IMAGE_PATH.findall(parts.user)))
+    return trace_grammar(parts.tool_names, image_tools, images or None)
 
 
 def run(config: RunConfig) -> RunSummary:
@@ -209,6 +227,7 @@ def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s
         "median_adapter_generation_s": statistics.median(generated) if generated else None,
         "max_new_tokens": config.max_new_tokens,
         "constrained": config.constrained,
+        "constrain_images": config.constrain_images,
         "n_items": len(records),
         "wall_s_this_invocation": wall_s,
     }

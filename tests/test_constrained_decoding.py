@@ -97,3 +97,19 @@ def test_a_compiled_grammar_is_reused(edge):
     grammar = trace_grammar([EDGE])
     assert edge.grammars.compile(grammar) is edge.grammars.compile(grammar)
     assert isinstance(edge.grammars.matcher(edge.grammars.compile(grammar)), llguidance.LLMatcher)
+
+
+def test_the_evaluator_builds_the_agents_grammar_from_an_item(tmp_path):
+    from eval_gpt4tools.runner import RunConfig, RunConfigError, item_grammar
+    from tools import build_prompt, image_turn
+    from tools.registry import default_registry
+
+    tools = default_registry().subset([EDGE, "Crop the Given Object"]).descriptions()
+    instruction = build_prompt(tools, "Edges, please.", image_turn("image/abcdefgh.png", "A cat."))
+    names_only = item_grammar(RunConfig(mode="loragen", out=tmp_path, constrained=True), instruction)
+    agent_like = item_grammar(RunConfig(mode="loragen", out=tmp_path, constrained=True, constrain_images=True), instruction)
+    assert names_only == trace_grammar([EDGE, "Crop the Given Object"])
+    assert agent_like == trace_grammar([EDGE, "Crop the Given Object"], [EDGE], ["image/abcdefgh.png"])
+    assert item_grammar(RunConfig(mode="loragen", out=tmp_path), instruction) is None
+    with pytest.raises(RunConfigError, match="refines --constrained"):
+        RunConfig(mode="loragen", out=tmp_path, constrain_images=True)

@@ -56,8 +56,12 @@ def image_turn(image_path: str, caption: str) -> str:
     return prompt_templates()["LLM_IMAGE_FORMAT"].format(image_path=image_path, image_caption=caption)
 
 
+# An image file name as GPT4Tools writes them (image/abcdefgh.png, examples/x.jpg, photo.png).
+IMAGE_PATH = re.compile(r"[\w./-]+\.(?:png|jpe?g|bmp|webp|gif|tiff?)\b", re.IGNORECASE)
 # The format rules list the tool names: "... should be one of [A, B, C]".
 TOOL_NAMES = re.compile(r"should be one of \[(.*?)\]")
+# The TOOLS block writes one "> Name: description" line per tool (names never hold ':', see registry.py).
+TOOL_LINE = re.compile(r"^> ([^:\n]+): (.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,11 @@ class PromptParts:
         """The tools this prompt offers, in order, as its format rules list them."""
         names = TOOL_NAMES.search(self.head)
         return [name.strip() for name in names.group(1).split(", ")] if names and names.group(1).strip() else []
+
+    @property
+    def tool_definitions(self) -> list[tuple[str, str]]:
+        """The (name, description) pairs of the prompt's TOOLS block, in order."""
+        return TOOL_LINE.findall(self.head)
 
     def reassemble(self) -> str:
         return self.head + self.user + self.closing + self.trace
