@@ -44,7 +44,7 @@ from tools.gpt4tools_prompt import PromptParts, prompt_parts, system_prompt_for
 from tools.registry import Tool, ToolRegistry, default_registry
 from tools.workspace import Workspace, WorkspaceError
 
-from .parsing import IMAGE_PATH, OBSERVATION_STOP, format_hint, grounded_answer, parse_turn, tool_step_text
+from .parsing import IMAGE_PATH, OBSERVATION_STOP, PLACEHOLDER, format_hint, grounded_answer, parse_turn, tool_step_text
 from .modes import DEFAULT_MODE, ICL, check_mode, edge_text, uses_adapter
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
@@ -273,6 +273,10 @@ class _Run:
         self.hint = ""
         if turn.kind == "answer":
             self.record(Step(turn.thought, None, None, None, completion.text, "answer", completion.seconds))
+            if not any(s.kind == "tool" for s in self.steps) and PLACEHOLDER.search(turn.answer):
+                # No tool ran, so there is no real output to put in its place: say so instead.
+                self.error = f"The model answered with a placeholder ({turn.answer.strip()[:80]!r}) instead of an answer, without running a tool."
+                return
             self.answer = self._grounded(turn.answer)
             return
         step = Step(turn.thought, turn.action, turn.action_input, None, completion.text, "tool", completion.seconds)

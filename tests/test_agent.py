@@ -468,3 +468,10 @@ def test_loragen_names_mode_adds_only_the_tool_names_line(workspace):
     assert runtime.calls[0]["system_prompt"] == runtime.calls[1]["system_prompt"] == agent.system_prompt
     with pytest.raises(ValueError, match="choose one of loragen, loragen-names, icl"):
         agent.run("Edges.", mode="lora")
+
+
+def test_a_placeholder_answer_without_any_tool_is_an_error_not_an_answer(workspace):
+    workspace, image = workspace
+    runtime = ScriptedRuntime([ANSWER.format(text="[output from a tool]")])
+    result = Agent([EDGE], runtime=runtime, workspace=workspace).run("Segment this image.", image=image)
+    assert result.answer == "" and "placeholder" in result.error and "[output from a tool]" in result.error
