@@ -174,6 +174,14 @@ class LoRAGenRuntime:
         """
         self.check_length(prompt)
         adapter = self.adapter_for(system_prompt) if system_prompt is not None else None
+        return self.decode(
+            prompt, adapter, max_new_tokens=max_new_tokens, stop=stop, on_text=on_text, grammar=grammar,
+            should_stop=should_stop, answer_line_ends=answer_line_ends,
+        )
+
+    def decode(self, prompt: str, adapter: AdapterResult | None, **decoding) -> RuntimeCompletion:
+        """Merge `adapter` if another one is merged (None: restore the base weights), then decode
+        `prompt` with `EdgeModel.complete`'s `decoding` arguments, all under the edge model's lock."""
         with self.edge.lock:
             merge_seconds = None
             if adapter is None:
@@ -184,10 +192,7 @@ class LoRAGenRuntime:
                 self.merges += 1
             else:
                 merge_seconds = 0.0
-            completion = self.edge.complete(
-                prompt, max_new_tokens=max_new_tokens, stop=stop, on_text=on_text, grammar=grammar, should_stop=should_stop,
-                answer_line_ends=answer_line_ends,
-            )
+            completion = self.edge.complete(prompt, **decoding)
         return RuntimeCompletion(
             text=completion.text,
             prompt_tokens=completion.prompt_tokens,

@@ -35,6 +35,27 @@ def config(tiny_dirs, tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def interrupt_after_first_save(run: TrainConfig) -> int:
+    """Train until right after the first checkpoint, then crash as an interruption would; returns
+    how many checkpoints were written."""
+    import loragen_core.train as trainer
+
+    original, saves = trainer.save_checkpoint, []
+
+    def crash_after_saving(*args, **kwargs):
+        original(*args, **kwargs)
+        saves.append(1)
+        raise KeyboardInterrupt
+
+    trainer.save_checkpoint = crash_after_saving
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(run)
+    finally:
+        trainer.save_checkpoint = original
+    return len(saves)
+
+
 def read_log(run) -> list[dict]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
@@ -60,24 +81,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_dirs, tmp_path):
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     first = config(tiny_dirs, resumed)
-    # Crash right after the first checkpoint (step 3 of 6), as an interruption would.
-    import loragen_core.train as trainer
-
-    original = trainer.save_checkpoint
-    calls = {"n": 0}
-
-    def crash_after_first_save(*args, **kwargs):
-        original(*args, **kwargs)
-        calls["n"] += 1
-        raise KeyboardInterrupt
-
-    trainer.save_checkpoint = crash_after_first_save
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(first)
-    finally:
-        trainer.save_checkpoint = original
-    assert calls["n"] == 1 and len(read_log(resumed / "run")) == 3
+    assert interrupt_after_first_save(first) == 1 and len(read_log(resumed / "run")) == 3  # step 3 of 6
     train(first)  # the same command again resumes at step 3
     assert [r["step"] for r in read_log(resumed / "run")] == list(range(6))
     a = load_generator(straight / "run" / "final").trainable_state_dict()
@@ -91,21 +95,8 @@ def test_a_checkpoint_missing_trained_tensors_is_refused_on_resume(tiny_dirs, tm
 
     from loragen_core import CheckpointError
 
-    import loragen_core.train as trainer
-
     run = config(tiny_dirs, tmp_path, steps=6, save_every=3)
-    original = trainer.save_checkpoint
-
-    def crash_after_saving(*args, **kwargs):
-        original(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    trainer.save_checkpoint = crash_after_saving
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(run)
-    finally:
-        trainer.save_checkpoint = original
+    interrupt_after_first_save(run)
     weights = tmp_path / "run" / "checkpoint" / "model" / "generator.safetensors"
     state = load_file(weights)
     save_file({k: v for k, v in state.items() if not k.startswith("experts.")}, weights)  # a damaged checkpoint

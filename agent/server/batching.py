@@ -133,19 +133,9 @@ class BatchingRuntime:
     def _decode_alone(self, job: _Job) -> RuntimeCompletion:
         """As `LoRAGenRuntime.complete` decodes: the adapter merged (kept for the tenant's next
         request), the stop strings applied while decoding."""
-        edge = self.runtime.edge
-        with edge.lock:
-            merge_seconds = None
-            if job.adapter is None:
-                if edge.active_adapter is not None:
-                    edge.reset()
-            elif edge.active_adapter != job.adapter.adapter_hash:
-                merge_seconds = edge.specialize(job.adapter.adapter)
-            else:
-                merge_seconds = 0.0
-            c = edge.complete(job.prompt, max_new_tokens=job.max_new_tokens, stop=job.stop, grammar=job.grammar)
+        result = self.runtime.decode(job.prompt, job.adapter, max_new_tokens=job.max_new_tokens, stop=job.stop, grammar=job.grammar)
         self.batch_sizes.append(1)
-        return self._result(job, c.text, c, merge_seconds)
+        return result
 
     def _decode(self, group: list[_Job]) -> list[RuntimeCompletion]:
         edge = self.runtime.edge
