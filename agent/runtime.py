@@ -64,12 +64,14 @@ class LoRAGenRuntime:
         use_disk_cache: bool = True,
         trained: bool = True,
         max_prompt_tokens: int = MAX_PROMPT_TOKENS,
+        memory_cache_size: int = MEMORY_CACHE_SIZE,
     ):
         self.generator = generator
         self.edge = edge or EdgeModel(load_causal_lm(generator.config.edge_model))
         self.service = AdapterService(generator, cache_dir=adapter_cache_dir, use_cache=use_disk_cache)
         self.trained = trained  # False: a fresh generator whose adapters do not teach anything yet
         self.max_prompt_tokens = max_prompt_tokens
+        self.memory_cache_size = memory_cache_size  # a server with more tenants than this reads adapters from disk
         self.adapter_requests = 0
         self.merges = 0
         self._memory: OrderedDict[str, AdapterResult] = OrderedDict()
@@ -114,7 +116,7 @@ class LoRAGenRuntime:
             result = self.service.adapter_for(system_prompt)
             with self._memory_lock:
                 self._memory[system_prompt] = result
-                while len(self._memory) > MEMORY_CACHE_SIZE:
+                while len(self._memory) > self.memory_cache_size:
                     self._memory.popitem(last=False)
         log.info(
             "LoRA-Gen adapter %s %s in %.2f s",
@@ -188,7 +190,7 @@ class LoRAGenRuntime:
                 if self.edge.active_adapter is not None:
                     self.edge.reset()
             elif self.edge.active_adapter != adapter.adapter_hash:
-                merge_seconds = self.edge.specialize(adapter.adapter)
+                merge_seconds = self.edge.specialize(adapter.adapter, adapter.adapter_hash)
                 self.merges += 1
             else:
                 merge_seconds = 0.0

@@ -97,3 +97,49 @@ class PrefixCacheStore:
         for index, layer in enumerate(prefix.layers):
             into.update(layer.keys, layer.values, index)
         return into
+
+
+def _padded_prefix_cache(model, prefixes: list[DynamicCache], width: int) -> DynamicCache:
+    """One batch cache from per-row prefix caches, each left-padded with zeros to `width` positions
+    (the attention mask hides the padding, so its values never matter)."""
+    batch = DynamicCache(config=model.config)
+    for index in range(len(prefixes[0].layers)):
+        rows_keys = [prefix.layers[index].keys for prefix in prefixes]
+        rows_values = [prefix.layers[index].values for prefix in prefixes]
+        shape = (len(prefixes), rows_keys[0].shape[1], width, rows_keys[0].shape[3])
+        keys = rows_keys[0].new_zeros(shape)
+        values = rows_values[0].new_zeros(shape)
+        for row, (k, v) in enumerate(zip(rows_keys, rows_values)):
+            keys[row, :, width - k.shape[2] :] = k[0]
+            values[row, :, width - v.shape[2] :] = v[0]
+        batch.update(keys, values, index)
+    return batch
+
+
+@torch.inference_mode()
+def complete_batch_from_prefixes(edge, store: PrefixCacheStore, instructions: list[str], max_new_tokens: int,
+                                 grammars: list | None = None) -> list:
+    """Full-prompt completions of several requests in one batch, each continuing from its own system
+    prompt's cached KV (`store`), as a prefix-caching server decodes them.
+
+    Each row is laid out as [pad][cached prefix][pad][rest of its prompt]: both parts are left-padded
+    to the batch's longest, so every prefix ends at one column (one batch cache) and every prompt ends
+    where decoding starts. Positions follow the attention mask, so each row's real tokens sit at the
+    positions they have alone. Only the rest is prefilled; the stored caches are never changed.
+    """
+    splits = [split_chat_prompt(edge.tokenizer, text, verify=False) for text in instructions]
+    with edge.lock:
+        prefixes = [store.prefill(split) for split in splits]
+        prefix_width = max(split.prefix_length for split in splits)
+        rest_width = max(split.input_ids.shape[1] - split.prefix_length for split in splits)
+        input_ids = torch.full((len(splits), prefix_width + rest_width), edge.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, split in enumerate(splits):
+            ids, cut = split.input_ids[0], split.prefix_length
+            input_ids[row, prefix_width - cut : prefix_width] = ids[:cut]
+            input_ids[row, input_ids.shape[1] - (len(ids) - cut) :] = ids[cut:]
+            attention_mask[row, prefix_width - cut : prefix_width] = 1
+            attention_mask[row, input_ids.shape[1] - (len(ids) - cut) :] = 1
+        cache = _padded_prefix_cache(edge.model, prefixes, prefix_width)
+        return edge.decode_rows(input_ids, attention_mask, [s.input_ids.shape[1] for s in splits], max_new_tokens,
+                                grammars, cache=cache)

@@ -48,6 +48,11 @@ class GeneratedLoRA:
         return next(iter(self.lora_a.values())).shape[0]
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the factors (all rows)."""
+        return sum(t.nbytes for t in (*self.lora_a.values(), *self.lora_b.values()))
+
+    @property
     def target_kinds(self) -> list[str]:
         return sorted({name.rsplit(".", 1)[-1] for name in self.lora_a})
 

@@ -259,45 +259,66 @@ class EdgeModel:
             raise ValueError(f"{len(user_texts)} prompts but {len(grammars)} grammars.")
         if adapter is not None and adapter.batch_size not in (1, len(user_texts)):
             raise ValueError(f"{len(user_texts)} prompts but an adapter batch of {adapter.batch_size}.")
-        pad = self.pad_token_id
         rows = [self.chat_input_ids(text)[0] for text in user_texts]
         width = max(len(row) for row in rows)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
         for i, row in enumerate(rows):  # left padding: every prompt ends where decoding starts
             input_ids[i, width - len(row) :] = row
             attention_mask[i, width - len(row) :] = 1
+        with self.lock:
+            applied = adapter.applied_to(self.model) if adapter is not None else nullcontext()
+            with applied:
+                return self.decode_rows(input_ids, attention_mask, [len(row) for row in rows], max_new_tokens, grammars)
+
+    @torch.inference_mode()
+    def decode_rows(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_tokens: Sequence[int],
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        grammars: Sequence[str | GrammarConstraint | None] | None = None,
+        cache=None,
+    ) -> list[Completion]:
+        """Greedy completions of an already padded batch (every row's prompt ends at the last column),
+        by the rule of `complete`, on the weights as they are. `cache` (optional) holds the keys and
+        values of the first columns (a cached prefix, padded as `attention_mask` says); only the rest
+        is prefilled. `prompt_tokens`: each row's real prompt length, as reported."""
+        width = input_ids.shape[1]
         ends = _RowEnds(self.tokenizer, width, self.tokenizer.eos_token_id)
         with self.lock:
             processors = self._grammar_processors(grammars, width) if grammars is not None else None
-            applied = adapter.applied_to(self.model) if adapter is not None else nullcontext()
             start = time.perf_counter()
-            with applied:
-                output = self.model.generate(
-                    input_ids=input_ids.to(self.model.device),
-                    attention_mask=attention_mask.to(self.model.device),
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    stopping_criteria=StoppingCriteriaList([ends]),
-                    logits_processor=processors,
-                    pad_token_id=pad,
-                )
+            output = self.model.generate(
+                input_ids=input_ids.to(self.model.device),
+                attention_mask=attention_mask.to(self.model.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                stopping_criteria=StoppingCriteriaList([ends]),
+                logits_processor=processors,
+                pad_token_id=self.pad_token_id,
+                **({"cache": cache} if cache is not None else {}),
+            )
             seconds = time.perf_counter() - start
         completions = []
-        for i, row in enumerate(rows):
+        for i, length in enumerate(prompt_tokens):
             new = output[i, width:]
             n_new = ends.ended_at[i] if ends.ended_at and ends.ended_at[i] is not None else int(new.shape[0])
             text = self.tokenizer.decode(new[:n_new], skip_special_tokens=True)
-            completions.append(Completion(text=text, prompt_tokens=len(row), new_tokens=n_new, seconds=seconds))
+            completions.append(Completion(text=text, prompt_tokens=int(length), new_tokens=n_new, seconds=seconds))
         return completions
 
-    def specialize(self, adapter: GeneratedLoRA) -> float:
-        """Merge `adapter` (replacing any merged one); returns the merge time in seconds."""
+    def specialize(self, adapter: GeneratedLoRA, adapter_hash: str | None = None) -> float:
+        """Merge `adapter` (replacing any merged one); returns the merge time in seconds, hashing
+        excluded (`adapter_hash`: its content hash when the caller knows it already)."""
+        adapter_hash = adapter_hash or adapter.content_hash()
         with self.lock:
             start = time.perf_counter()
             adapter.merge_into(self.model)
-            self.active_adapter = adapter.content_hash()
-            return time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            self.active_adapter = adapter_hash
+            return seconds
 
     def reset(self) -> None:
         with self.lock:

@@ -11,17 +11,24 @@ the specialised model has exactly the original architecture and cost.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Mapping
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 _LAYER_INDEX = re.compile(r"\.(\d+)\.")
-# Pristine copies of merged weights live on the model so that unmerging restores them bit for bit
-# (W + d - d is not exact in floating point) and repeated merges pay the copy only once.
+# Unmerging restores each weight from its pristine original, bit for bit (W + d - d is not exact in
+# floating point). The originals are kept for the model's lifetime, so merges and restores in any
+# order never copy them again; where the model was loaded from safetensors they are read-only views
+# of the memory-mapped file (safetensors' `safe_open`): page cache, shared and reclaimable, no
+# anonymous copy. A clone is kept only for a weight the file does not hold exactly.
 _PRISTINE_ATTR = "_loragen_pristine_weights"
+_MERGED_ATTR = "_loragen_merged_modules"  # the modules whose weights hold a merged adapter now
 _MERGE_BLOCK_BYTES = 1 << 18  # well inside a core's L2 cache
 
 
@@ -96,20 +103,61 @@ def merge_lora(
 ) -> None:
     """W ← W_original + scale·B·A for each named module (A: r × in, B: out × r)."""
     modules = dict(model.named_modules())
-    pristine: dict[str, torch.Tensor] = getattr(model, _PRISTINE_ATTR, None) or {}
-    for name in pristine.keys() - lora_a.keys():  # a previous adapter touched modules this one does not
+    pristine = pristine_weights(model)
+    merged: set[str] = getattr(model, _MERGED_ATTR, set())
+    for name in merged - lora_a.keys():  # a previous adapter touched modules this one does not
         modules[name].weight.copy_(pristine[name])
     for name in lora_a:
         weight = modules[name].weight
-        if name not in pristine:
-            pristine[name] = weight.detach().clone()
+        if name not in pristine:  # the weight holds its original now: never merged, or restored
+            pristine[name] = _original_of(model, name, weight)
         a, b = lora_a[name], lora_b[name]
         if weight.dtype == a.dtype == b.dtype == torch.float32:
             _addmm_by_row_blocks(pristine[name], b, a, scale, out=weight.data)
         else:  # low-precision weights: accumulate in float32, round once
             delta = b.to(torch.float32) @ a.to(torch.float32)
             weight.copy_((pristine[name].to(torch.float32) + scale * delta).to(weight.dtype))
-    setattr(model, _PRISTINE_ATTR, pristine)
+    setattr(model, _MERGED_ATTR, set(lora_a))
+
+
+def pristine_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The originals of the weights merging has touched, by module name (kept for the model's life)."""
+    if getattr(model, _PRISTINE_ATTR, None) is None:
+        setattr(model, _PRISTINE_ATTR, {})
+    return getattr(model, _PRISTINE_ATTR)
+
+
+def _original_of(model: nn.Module, module_name: str, weight: torch.Tensor) -> torch.Tensor:
+    """`weight`'s original: the memory-mapped tensor of the file the model was loaded from when it
+    is bit-identical (checked once), else a clone."""
+    mapped = _mapped_tensor(model, module_name + ".weight")
+    if mapped is not None and mapped.dtype == weight.dtype and mapped.shape == weight.shape and torch.equal(mapped, weight):
+        return mapped
+    return weight.detach().clone()
+
+
+def _mapped_tensor(model: nn.Module, tensor_name: str) -> torch.Tensor | None:
+    source = getattr(model, "name_or_path", None)
+    if not source or weight_files(source) is None:
+        return None
+    for path in weight_files(source):
+        handle = _open_weight_file(path)
+        if tensor_name in handle.keys():
+            return handle.get_tensor(tensor_name)
+    return None
+
+
+@functools.cache
+def weight_files(source: str) -> tuple[str, ...] | None:
+    """The safetensors files of a local model directory (None: not a directory with any)."""
+    directory = Path(source)
+    files = tuple(str(p) for p in sorted(directory.glob("*.safetensors"))) if directory.is_dir() else ()
+    return files or None
+
+
+@functools.cache
+def _open_weight_file(path: str):
+    return safe_open(path, framework="pt")
 
 
 def _addmm_by_row_blocks(base: torch.Tensor, b: torch.Tensor, a: torch.Tensor, scale: float, out: torch.Tensor) -> None:
@@ -127,10 +175,11 @@ def _addmm_by_row_blocks(base: torch.Tensor, b: torch.Tensor, a: torch.Tensor, s
 def unmerge_lora(model: nn.Module) -> None:
     """Restore every merged weight to its exact original tensor."""
     modules = dict(model.named_modules())
-    for name, original in (getattr(model, _PRISTINE_ATTR, None) or {}).items():
-        modules[name].weight.copy_(original)
-    setattr(model, _PRISTINE_ATTR, None)
+    pristine = pristine_weights(model)
+    for name in getattr(model, _MERGED_ATTR, set()):
+        modules[name].weight.copy_(pristine[name])
+    setattr(model, _MERGED_ATTR, set())
 
 
 def is_merged(model: nn.Module) -> bool:
-    return bool(getattr(model, _PRISTINE_ATTR, None))
+    return bool(getattr(model, _MERGED_ATTR, None))

@@ -10,12 +10,13 @@ from torch import nn
 
 from eval_gpt4tools.bench import BenchConfig, run_bench
 from eval_gpt4tools.bench_report import MODES
-from eval_gpt4tools.prefix_cache import PrefixCacheStore, split_chat_prompt
+from eval_gpt4tools.prefix_cache import PrefixCacheStore, complete_batch_from_prefixes, split_chat_prompt
 from eval_gpt4tools.timed_generation import Decoder
 from loragen_core import LoRAGenConfig, build_generator, load_causal_lm
 from loragen_core.edge_runtime import EdgeModel
-from loragen_core.lora_math import is_merged, merge_lora, unmerge_lora
-from tools import build_prompt, image_turn, split_prompt
+from loragen_core.lora_math import _open_weight_file, is_merged, merge_lora, pristine_weights, unmerge_lora, weight_files
+from tools import PromptFormatError, build_prompt, image_turn, split_prompt
+from tools.gpt4tools_prompt import full_prompt
 
 TOOLS = [
     ("Detect Face", "useful when you want to find faces in an image. The input to this tool should be a string."),
@@ -69,6 +70,29 @@ def test_prefix_cache_decodes_exactly_the_tokens_of_plain_icl(edge, kind):
         assert cached.token_ids == plain.token_ids
         assert prefix.get_seq_length() == split.prefix_length, "the stored prefix cache must not grow"
     assert len(store.caches) == 2, "one cache per distinct system prompt"
+
+
+def test_a_batch_continued_from_different_prefixes_writes_what_each_prompt_writes_alone(edge):
+    # Four prompts, two system prompts of different lengths, user parts of different lengths: both
+    # padded blocks of the batch layout are exercised.
+    instructions = [item["instruction"] for item in _items(4)]
+    store = PrefixCacheStore(edge.model)
+    batched = complete_batch_from_prefixes(edge, store, instructions, BUDGET)
+    for instruction, row in zip(instructions, batched):
+        alone = edge.complete(instruction, max_new_tokens=BUDGET)
+        assert (row.text, row.new_tokens, row.prompt_tokens) == (alone.text, alone.new_tokens, alone.prompt_tokens)
+    assert len(store.caches) == 2
+
+
+def test_the_full_prompt_is_rebuilt_from_its_system_and_edge_parts():
+    trace = "Thought: Do I need to use a tool? Yes\nAction: Detect Face\nAction Input: image/a.png\nObservation: done\n"
+    for item in _items(4):
+        parts = split_prompt(item["instruction"] + trace)
+        assert full_prompt(parts.system_prompt, parts.edge_prompt) == item["instruction"] + trace
+        parts = split_prompt(item["instruction"])
+        assert full_prompt(parts.system_prompt, parts.edge_prompt) == item["instruction"]
+    with pytest.raises(PromptFormatError, match="closing"):
+        full_prompt("no closing line", "New input: hi")
 
 
 def test_bench_writes_every_mode_with_the_required_keys(tiny_dirs, tmp_path, loragen_home):
@@ -126,6 +150,44 @@ def test_merge_is_in_place_exact_and_replaces_the_previous_adapter(dtype):
     assert model[0].weight.data_ptr() == storage, "merged in place: compiled graphs keep seeing the same tensor"
     unmerge_lora(model)
     assert torch.equal(model[0].weight, original) and not is_merged(model)
+
+
+def test_originals_are_views_of_the_weight_file_kept_through_any_order_of_merges_and_restores(tiny_dirs):
+    model = load_causal_lm(str(tiny_dirs["edge"])).model
+    modules = dict(model.named_modules())
+    names = [n for n in modules if n.endswith(("mlp.up_proj", "mlp.down_proj"))]
+    originals = {n: modules[n].weight.detach().clone() for n in names}
+    torch.manual_seed(0)
+    adapters = [
+        ({n: torch.randn(1, 2, modules[n].in_features) for n in names}, {n: torch.randn(modules[n].out_features, 2) for n in names}),
+        ({n: torch.randn(1, 2, modules[n].in_features) for n in names[:1]}, {n: torch.randn(modules[n].out_features, 2) for n in names[:1]}),
+    ]
+
+    def merge(which: int) -> None:
+        a, b = adapters[which]
+        merge_lora(model, {n: t[0] for n, t in a.items()}, b, scale=0.5)
+        for n in names:
+            expected = originals[n] + 0.5 * b[n] @ a[n][0] if n in a else originals[n]
+            assert torch.allclose(modules[n].weight, expected, atol=1e-5), (which, n)
+
+    def restore() -> None:
+        unmerge_lora(model)
+        assert all(torch.equal(modules[n].weight, originals[n]) for n in names) and not is_merged(model)
+
+    merge(0)
+    kept = dict(pristine_weights(model))
+    weight_file = next(iter(weight_files(model.name_or_path)))
+    mapped = _open_weight_file(weight_file)  # the handle merging read: one mapping of the file
+    assert all(kept[n].data_ptr() == mapped.get_tensor(n + ".weight").data_ptr() for n in names), "no anonymous copy"
+    for step in (restore, restore, lambda: merge(1), lambda: merge(0), restore, lambda: merge(1), restore, lambda: merge(0)):
+        step()
+        assert all(pristine_weights(model)[n] is kept[n] for n in names), "the originals are never copied again"
+
+
+def test_a_weight_the_file_does_not_hold_exactly_is_cloned():
+    model = nn.Sequential(nn.Linear(4, 3))  # not loaded from a file
+    merge_lora(model, {"0": torch.randn(2, 4)}, {"0": torch.randn(3, 2)}, scale=1.0)
+    assert pristine_weights(model)["0"].data_ptr() != model[0].weight.data_ptr()
 
 
 def test_bench_command_passes_its_options(tmp_path, monkeypatch):

@@ -17,23 +17,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from agent import LoRAGenRuntime, RequestTooLongError
-from agent.server import MODEL_ID, create_app
+from agent.server import MODEL_ID
 from agent.server.batching import BatchingRuntime
+from agent.server.live import live_server
 from loragen_core import save_generator
 from loragen_core.checkpoint import DEFAULT_CHECKPOINT, GENERATOR_WEIGHTS_FILE
 from tests.test_agent import ANSWER, EDGE, FACE, TOOL_CALL, ScriptedRuntime, calibrated_tiny_generator
@@ -85,26 +83,6 @@ class RuleRuntime(ScriptedRuntime):
     def check_length(self, prompt: str) -> None:
         if len(prompt) > 16_384:
             raise RequestTooLongError(f"The request is {len(prompt):,} characters long.")
-
-
-@contextmanager
-def live_server(runtime, **kwargs) -> Iterator[str]:
-    """The app on a loopback port chosen by the OS, served by uvicorn in a background thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime, **kwargs), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -398,8 +376,7 @@ def test_python_m_agent_serve_answers_and_exits_cleanly_on_sigterm(tiny_dirs, tm
         port = probe.getsockname()[1]
     env = {**os.environ, "LORAGEN_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "agent.serve", "--port", str(port), "--generator", str(checkpoint), "--edge-model", str(tiny_dirs["edge"]),
-         "--batch-window-ms", "20"],
+        [sys.executable, "-m", "agent.serve", "--port", str(port), "--generator", str(checkpoint), "--edge-model", str(tiny_dirs["edge"])],  # micro-batching on: the default
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -438,3 +415,33 @@ def test_the_default_model_calls_the_edge_tool_through_the_openai_client():
                     tools=[spec(EDGE), spec(DESCRIBE)])
     (call,) = reply.choices[0].message.tool_calls
     assert call.function.name == EDGE and IMAGE in json.loads(call.function.arguments).values()
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(
+    not (DEFAULT_CHECKPOINT / GENERATOR_WEIGHTS_FILE).is_file(),
+    reason="no trained generator shipped yet (loragen_core/checkpoints/default)",
+)
+def test_the_default_model_drives_a_langchain_agent_over_chat_openai_to_the_edge_tool():
+    called = []
+
+    @tool(EDGE, description=default_registry().get(EDGE).description)
+    def edges(image_path: str) -> str:
+        called.append(image_path)
+        return "image/edges_dogpark.png"
+
+    @tool(DESCRIBE, description=default_registry().get(DESCRIBE).description)
+    def describe(image_path: str) -> str:
+        called.append(("describe", image_path))
+        return "A dog park with two dogs."
+
+    with live_server(LoRAGenRuntime.default()) as url:
+        model = ChatOpenAI(base_url=url + "/v1", api_key="x", model=MODEL_ID, max_retries=0, timeout=300)
+        agent = create_agent(model, [edges, describe])
+        message = f"Here is an image named {IMAGE}. Please detect the edges of {IMAGE}."
+        messages = agent.invoke({"messages": [HumanMessage(message)]}, {"recursion_limit": 6})["messages"]
+    assert called[0] == IMAGE, called
+    first_call = messages[1].tool_calls[0]
+    assert first_call["name"] == EDGE and IMAGE in first_call["args"].values()
+    assert isinstance(messages[2], ToolMessage) and messages[2].content == "image/edges_dogpark.png"
+    assert isinstance(messages[-1], AIMessage) and not messages[-1].tool_calls and messages[-1].content

@@ -26,6 +26,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 HEAD_END = "Previous conversation:\n\n"
 CLOSING_START = "\nGPT4Tools needs to use tools to observe images, not directly imagine them."
 CLOSING_END = "Let's think step by step.\n"
+THOUGHT_START = "Thought: Do I need to use a tool?"  # how every step of a GPT4Tools trace begins
 
 
 class PromptFormatError(ValueError):
@@ -141,6 +142,19 @@ def prompt_parts(tools: list[tuple[str, str]], new_input: str, chat_history: str
         closing=template_parts.closing,
         trace="",
     )
+
+
+def full_prompt(system_prompt: str, edge_prompt: str) -> str:
+    """The full GPT4Tools prompt that `PromptParts` split into `system_prompt` and `edge_prompt` (its
+    inverse): the in-context baseline answers the same requests as LoRA-Gen. The trace starts at the
+    first "Thought: Do I need to use a tool?" line after "New input:"."""
+    at = system_prompt.find(CLOSING_START)
+    if at < 0:
+        raise PromptFormatError("Not a GPT4Tools system prompt: the closing 'GPT4Tools needs to use tools...' line is missing.")
+    head, closing = system_prompt[:at], system_prompt[at:]
+    trace_at = edge_prompt.find("\n" + THOUGHT_START, max(edge_prompt.find("New input: "), 0))
+    user, trace = (edge_prompt, "") if trace_at < 0 else (edge_prompt[:trace_at], edge_prompt[trace_at + 1 :])
+    return head + user + closing + trace
 
 
 def system_prompt_for(tools: list[tuple[str, str]]) -> str:

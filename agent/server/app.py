@@ -1,8 +1,8 @@
 """The FastAPI app: OpenAI's `POST /v1/chat/completions` and `GET /v1/models`, and `GET /health`.
 
 Model work runs in Starlette's thread pool, so the event loop keeps accepting requests (and
-answering /health) while the edge model decodes; the runtime's lock serialises decoding, one
-request at a time (docs/server.md: micro-batching across tenants is the next step). Every refusal is
+answering /health) while the edge model decodes; `agent.serve` micro-batches tool-call requests
+across tenants (`batching.py`), and the runtime's lock serialises everything else. Every refusal is
 OpenAI's error object, never a traceback.
 """
 
