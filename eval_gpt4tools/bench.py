@@ -119,6 +119,9 @@ class Specialization:
     adapter_bytes: int
     adapter_file_bytes: int
     merge_s: float
+    merge_anon_bytes: int  # anonymous resident memory the merge added (RssAnon after - before)
+    restore_s: float  # back to the base weights
+    remerge_s: float  # the same adapter merged again after the restore
     peft_load_s: float
     prefix_prefill_s: float
     prefix_tokens: int
@@ -158,7 +161,13 @@ class Servers:
         cold = self.service.adapter_for(system_prompt)  # the benchmark's cache starts empty
         cached = self.service.adapter_for(system_prompt)
         adapter = cold.adapter
-        merge_s = self.merged.specialize(adapter)
+        anon_before = _proc_status_kb("RssAnon") or 0
+        merge_s = self.merged.specialize(adapter, cold.adapter_hash)
+        merge_anon_bytes = ((_proc_status_kb("RssAnon") or 0) - anon_before) * 1024
+        start = time.perf_counter()
+        self.merged.reset()
+        restore_s = time.perf_counter() - start
+        remerge_s = self.merged.specialize(adapter, cold.adapter_hash)
         peft_load_s, file_bytes = self._load_into_peft(adapter, index)
 
         split = split_chat_prompt(self.base.tokenizer, item["instruction"])
@@ -172,6 +181,9 @@ class Servers:
             adapter_bytes=sum(t.nbytes for t in (*adapter.lora_a.values(), *adapter.lora_b.values())),
             adapter_file_bytes=file_bytes,
             merge_s=merge_s,
+            merge_anon_bytes=merge_anon_bytes,
+            restore_s=restore_s,
+            remerge_s=remerge_s,
             peft_load_s=peft_load_s,
             prefix_prefill_s=prefill_s,
             prefix_tokens=split.prefix_length,
