@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file
 from torch import nn
@@ -133,17 +134,23 @@ def load_model_weights(trainable: nn.Module, directory: Path) -> None:
         set_peft_model_state_dict(trainable.peft_model, load_file(directory / "adapter_model.safetensors"))
 
 
-def save_checkpoint(trainable, optimizer, scheduler, step: int, out: Path) -> None:
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's random-number state (dropout draws)."""
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    return rng
+
+
+def save_checkpoint(trainable, optimizer, scheduler, step: int, out: Path, rng_by_rank: list[dict]) -> None:
+    """`rng_by_rank`: every process's `rng_state()`, in rank order (each rank draws its own dropout)."""
     with atomic_directory(out / CHECKPOINT_DIR) as staging:
         save_model(trainable, staging / "model")
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state()
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "rng": rng},
-                   staging / TRAINER_STATE_FILE)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                    "rng": rng_by_rank}, staging / TRAINER_STATE_FILE)
 
 
-def resume_step(trainable, optimizer, scheduler, out: Path) -> int:
+def resume_step(trainable, optimizer, scheduler, out: Path, rank: int = 0) -> int:
     checkpoint = out / CHECKPOINT_DIR
     if not (checkpoint / TRAINER_STATE_FILE).is_file():
         return 0
@@ -151,10 +158,14 @@ def resume_step(trainable, optimizer, scheduler, out: Path) -> int:
     state = torch.load(checkpoint / TRAINER_STATE_FILE, weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    # Dropout draws continue where they stopped, so a resumed run equals an uninterrupted one.
-    torch.set_rng_state(state["rng"]["cpu"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["rng"]["cuda"])
+    # Dropout draws continue where they stopped, each rank's its own, so a resumed run equals an
+    # uninterrupted one. (A checkpoint from before per-rank states holds one dict; a run resumed on
+    # more processes than it saved gives the new ranks rank 0's state.)
+    saved = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+    rng = saved[rank] if rank < len(saved) else saved[0]
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"])
     return int(state["step"])
 
 
@@ -221,7 +232,7 @@ def train(config: TrainConfig) -> Path:
     parameters = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
-    start = resume_step(trainable, optimizer, scheduler, out)
+    start = resume_step(trainable, optimizer, scheduler, out, rank=accelerator.process_index)
     if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
         # The routers' BatchNorm would otherwise normalise over each GPU's rows only. (SyncBatchNorm
         # needs GPUs: a multi-process CPU run keeps per-process statistics.) Untested here: no GPU.
@@ -267,8 +278,10 @@ def train(config: TrainConfig) -> Path:
                 with open(out / LOG_FILE, "a") as log:
                     log.write(json.dumps({"step": step, "eval_lm": eval_lm, "eval_examples": len(held_out)}) + "\n")
                 progress.write(f"step {step + 1}: held-out L_LM {eval_lm:.4f} on {len(held_out)} examples")
-            if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
-                save_checkpoint(accelerator.unwrap_model(trainable), optimizer, scheduler, step + 1, out)
+        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+            rng_by_rank = gather_object([rng_state()])  # every rank takes part; rank 0 writes
+            if accelerator.is_main_process:
+                save_checkpoint(accelerator.unwrap_model(trainable), optimizer, scheduler, step + 1, out, rng_by_rank)
         accelerator.wait_for_everyone()
 
     final = out / FINAL_DIR

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -65,7 +66,8 @@ def test_loragen_training_lowers_the_loss_and_writes_a_loadable_generator(tiny_d
     log = read_log(tmp_path / "run")
     assert [r["step"] for r in log] == list(range(12))
     assert sum(r["lm"] for r in log[-3:]) / 3 < sum(r["lm"] for r in log[:3]) / 3
-    assert all(r["cv"] >= 0 for r in log)
+    # L_cv is a squared coefficient of variation: finite, and above 0 once the routers prefer some experts.
+    assert all(math.isfinite(r["cv"]) for r in log) and any(r["cv"] > 0 for r in log)
     generator = load_generator(final)  # bf16 on disk, float32 once loaded
     assert generator.experts.lora_b["up_proj"].dtype == torch.float32
     assert generator.experts.lora_b["up_proj"].abs().sum() > 0  # B started at zero: training moved it
@@ -247,3 +249,28 @@ def test_each_prompts_adapter_makes_the_edge_model_name_its_own_tool(tiny_dirs, 
     for system, tool in tools.items():
         other = next(t for t in tools.values() if t != tool)
         assert tool in written[system] and other not in written[system], written
+
+
+def test_each_prompts_adapter_makes_the_edge_model_name_its_own_tool(tiny_dirs, tmp_path):
+    """The edge prompt never says which tool (it is the same for both), so only the adapter can: a
+    generator that ignored its system prompt would rank the same tool first for both prompts."""
+    from loragen_core.edge_runtime import EdgeModel
+    from loragen_core.train_data import IGNORE_INDEX, encode_example
+
+    final = train(config(tiny_dirs, tmp_path, steps=40, save_every=40))
+    generator = load_generator(final).eval()
+    edge = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
+    tools = ["Edge Detection On Image", "Detect Face"]
+
+    def mean_loss(adapter, tool: str) -> float:
+        ids, labels = encode_example(edge.tokenizer, "New input: request 99", f"Thought: Do I need to use a tool? Yes\nAction: {tool}\n")
+        with torch.no_grad(), adapter.applied_to(edge.model):
+            loss = edge.model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+        assert IGNORE_INDEX in labels
+        return float(loss)
+
+    preferred = []
+    for system_prompt in SYSTEM_PROMPTS:
+        losses = [mean_loss(generator.generate(system_prompt), tool) for tool in tools]
+        preferred.append(tools[losses.index(min(losses))])
+    assert preferred == tools, "each system prompt's adapter must prefer its own tool; swapping prompts swaps tools"
