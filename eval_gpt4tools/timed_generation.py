@@ -23,7 +23,7 @@ import torch
 from transformers import CompileConfig, StaticCache, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from loragen_core.edge_runtime import _RowEnds
+from loragen_core.edge_runtime import RowEnds
 
 DECODERS = ("dynamic", "static", "compiled")
 
@@ -113,7 +113,7 @@ class Decoder:
             attention_mask=torch.ones_like(input_ids),
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            stopping_criteria=StoppingCriteriaList([_RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id)]),
+            stopping_criteria=StoppingCriteriaList([RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id)]),
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             streamer=clock,
             cache=cache,

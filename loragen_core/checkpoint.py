@@ -110,6 +110,7 @@ def load_generator(directory: str | Path) -> LoRAGenerator:
                 "Retrain the generator or re-download the checkpoint."
             )
     generator = build_generator(config, targets)
+    state = _without_untrained_cloud_lora(state, generator, weights)
     try:
         missing, unexpected = generator.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches raise even with strict=False
@@ -165,3 +166,13 @@ def generator_fingerprint(generator: LoRAGenerator) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _without_untrained_cloud_lora(state: dict[str, torch.Tensor], generator, weights: Path) -> dict[str, torch.Tensor]:
+    """Checkpoints written before the cloud LoRA was left out when untrained hold its q/v factors
+    with B = 0 (a no-op); a generator that does not train it has no such layers, so drop them."""
+    own = set(generator.state_dict())
+    stale = [name for name in state if name.startswith("cloud.") and "lora_" in name and name not in own]
+    if any("lora_B" in name and state[name].abs().max() > 0 for name in stale):
+        raise CheckpointError(f"{weights} holds a trained cloud LoRA, but its config says train_cloud_lora is false.")
+    return {name: tensor for name, tensor in state.items() if name not in stale}

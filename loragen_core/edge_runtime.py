@@ -41,7 +41,7 @@ class Completion:
     seconds: float
 
 
-class _RowEnds(StoppingCriteria):
+class RowEnds(StoppingCriteria):
     """The decoding rule, row by row: row i ends at EOS or once its final-answer line is complete.
 
     Records how many tokens each row had generated when it ended (generate() pads ended rows until the
@@ -212,7 +212,7 @@ class EdgeModel:
         with self.lock:
             input_ids = self.chat_input_ids(user_text).to(self.model.device)
             prompt_length = input_ids.shape[1]
-            criteria = [_RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id, answer_line_ends)]
+            criteria = [RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id, answer_line_ends)]
             if stop:
                 criteria.append(_StopStringCriteria(self.tokenizer, prompt_length, stop))
             if should_stop is not None:
@@ -286,7 +286,7 @@ class EdgeModel:
         values of the first columns (a cached prefix, padded as `attention_mask` says); only the rest
         is prefilled. `prompt_tokens`: each row's real prompt length, as reported."""
         width = input_ids.shape[1]
-        ends = _RowEnds(self.tokenizer, width, self.tokenizer.eos_token_id)
+        ends = RowEnds(self.tokenizer, width, self.tokenizer.eos_token_id)
         with self.lock:
             processors = self._grammar_processors(grammars, width) if grammars is not None else None
             start = time.perf_counter()

@@ -136,10 +136,13 @@ class LoRAGenerator(nn.Module):
             lora_dropout=config.lora_dropout,
             bias="none",
         )
-        # peft injects the q/v LoRA layers into the model in place; keep the plain model object.
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
-            self.cloud = get_peft_model(cloud_model, cloud_lora).get_base_model()
+        # peft injects the q/v LoRA layers into the model in place; keep the plain model object. Only
+        # when they are trained: an untrained one (B = 0) adds nothing but work at every generation.
+        self.cloud = cloud_model
+        if config.train_cloud_lora:
+            with torch.random.fork_rng():
+                torch.manual_seed(config.seed)
+                self.cloud = get_peft_model(cloud_model, cloud_lora).get_base_model()
         cloud_width = self.cloud.get_input_embeddings().embedding_dim
 
         self.meta_tokens = nn.Parameter(

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from loragen_core import GeneratedLoRA, LoRAGenConfig, build_generator, load_causal_lm
-from loragen_core.edge_runtime import EdgeModel, _RowEnds
+from loragen_core.edge_runtime import EdgeModel, RowEnds
 
 PROMPTS = [
     "Detect the edges of image/abc.png",
@@ -92,8 +92,8 @@ def test_rows_end_at_their_own_final_answer_line(edge):
     rows[0, len(prompt) : len(prompt) + len(finished)] = finished
     rows[1, len(prompt) : len(prompt) + len(open_line)] = open_line
     rows[1, len(prompt) + len(open_line) :] = tokenizer("x", return_tensors="pt")["input_ids"][0][0]
-    ends = _RowEnds(tokenizer, len(prompt), eos_token_id=-1)
+    ends = RowEnds(tokenizer, len(prompt), eos_token_id=-1)
     assert ends(rows, None).tolist() == [True, False]
     assert ends.ended_at == [width, None]
-    plain_chat = _RowEnds(tokenizer, len(prompt), eos_token_id=-1, answer_line_ends=False)
+    plain_chat = RowEnds(tokenizer, len(prompt), eos_token_id=-1, answer_line_ends=False)
     assert plain_chat(rows, None).tolist() == [False, False]  # in plain chat a line "AI: ..." is just text

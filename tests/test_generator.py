@@ -244,3 +244,26 @@ def test_the_generator_leaves_its_callers_tokenizer_as_it_was(tiny_dirs):
     edge_targets = generator.edge_targets
     LoRAGenerator(generator.config, loaded.model, tokenizer, edge_targets).generate("Some system prompt.")
     assert (tokenizer.pad_token, tokenizer.padding_side, tokenizer.truncation_side) == (None, "right", "right")
+
+
+def test_an_untrained_cloud_lora_is_left_out_and_changes_nothing(tiny_dirs, tmp_path):
+    """The cpu recipe does not train the cloud q/v LoRA; its layers (B = 0) are not injected. Old
+    checkpoints that hold those zero factors still load, and every adapter is the same."""
+    from loragen_core import load_generator, save_generator
+    from loragen_core.checkpoint import GENERATOR_WEIGHTS_FILE
+    from safetensors.torch import load_file, save_file
+
+    base = dict(cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]), n_experts=4, top_k=2, r=4,
+                lora_alpha=8, router_hidden=16, cloud_lora_r=4, expert_b_init_std=0.02, seed=3)
+    with_lora = build_generator(LoRAGenConfig(**base, train_cloud_lora=True)).eval()
+    without = build_generator(LoRAGenConfig(**base, train_cloud_lora=False)).eval()
+    assert any("lora_" in n for n in with_lora.trainable_state_dict()) and not any("cloud." in n for n in without.trainable_state_dict())
+    a, b = with_lora.generate(PROMPTS[0]), without.generate(PROMPTS[0])
+    assert all(torch.equal(a.lora_a[n], b.lora_a[n]) and torch.equal(a.lora_b[n], b.lora_b[n]) for n in a.lora_a)
+
+    old = save_generator(without, tmp_path / "old")  # as an old cpu-recipe checkpoint was written: zero cloud factors inside
+    weights = load_file(old / GENERATOR_WEIGHTS_FILE)
+    zero_factors = {n: t for n, t in with_lora.trainable_state_dict().items() if n.startswith("cloud.")}
+    save_file({**weights, **{n: t.contiguous() for n, t in zero_factors.items()}}, old / GENERATOR_WEIGHTS_FILE)
+    loaded = load_generator(old).eval().generate(PROMPTS[0])
+    assert all(torch.allclose(loaded.lora_b[n], b.lora_b[n], atol=1e-2) for n in b.lora_b)  # bf16 on disk
