@@ -366,6 +366,35 @@ def test_micro_batched_rows_equal_each_request_decoded_alone(tiny, tiny_runtime)
     assert any(s[1] for s, _, _ in batched), "no row called a tool: the narrowed grammar went untested"
 
 
+def test_sixteen_tenants_at_once_see_nothing_of_each_other(tiny, tiny_runtime):
+    """A bounded 16-client load through the micro-batcher, each tenant with its own image and an
+    earlier turn of its own: no reply names another tenant's image or history, each gets its own
+    tool set's adapter, and the server answers /health afterwards."""
+    tool_sets = [[spec(EDGE), spec(FACE)], [spec(EDGE), spec(DESCRIBE)]]
+
+    def one(url: str, i: int):
+        messages = [{"role": "user", "content": f"Here is image/t{i}x.png, tenant{i}word."},
+                    {"role": "assistant", "content": "Noted."},
+                    {"role": "user", "content": f"Detect the edges of image/t{i}x.png."}]
+        return ask(url, messages, tools=tool_sets[i % 2], max_tokens=32)
+
+    batching = BatchingRuntime(tiny_runtime, window_seconds=0.3)
+    with live_server(batching) as url:
+        with ThreadPoolExecutor(16) as pool:
+            replies = list(pool.map(lambda i: one(url, i), range(16)))
+        assert httpx.get(url + "/health", timeout=5).status_code == 200
+    for i, reply in enumerate(replies):
+        message = reply.choices[0].message
+        text = (message.content or "") + "".join(c.function.arguments for c in message.tool_calls or [])
+        others = [j for j in range(16) if j != i and (f"image/t{j}x.png" in text or f"tenant{j}word" in text)]
+        assert not others, (i, text)
+    hashes = [r.model_extra["loragen"]["adapter_hash"] for r in replies]
+    assert len(set(hashes[0::2])) == len(set(hashes[1::2])) == 1 and hashes[0] != hashes[1]
+    assert max(batching.batch_sizes) > 1
+    # Under the agent's grammar a tool call can only name a file of its own conversation.
+    assert all(f"image/t{i}x.png" in c.function.arguments for i, r in enumerate(replies) for c in r.choices[0].message.tool_calls or [])
+
+
 # ---- the command -------------------------------------------------------------------------------------------
 
 
