@@ -244,8 +244,10 @@ class EdgeModel:
         adapter: GeneratedLoRA | None = None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         grammars: Sequence[str | GrammarConstraint | None] | None = None,
+        exact_length: bool = False,
     ) -> list[Completion]:
-        """Greedy completions of several prompts in one left-padded batch, by the rule of `complete`.
+        """Greedy completions of several prompts in one left-padded batch, by the rule of `complete`
+        (`exact_length`: see `decode_rows`).
 
         `adapter` (optional) is applied functionally on top of the current weights, one adapter per
         row (its batch size equals len(user_texts)) or one shared (batch size 1): evaluation can then
@@ -269,7 +271,8 @@ class EdgeModel:
         with self.lock:
             applied = adapter.applied_to(self.model) if adapter is not None else nullcontext()
             with applied:
-                return self.decode_rows(input_ids, attention_mask, [len(row) for row in rows], max_new_tokens, grammars)
+                return self.decode_rows(input_ids, attention_mask, [len(row) for row in rows], max_new_tokens, grammars,
+                                        exact_length=exact_length)
 
     @torch.inference_mode()
     def decode_rows(
@@ -280,13 +283,17 @@ class EdgeModel:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         grammars: Sequence[str | GrammarConstraint | None] | None = None,
         cache=None,
+        exact_length: bool = False,
     ) -> list[Completion]:
         """Greedy completions of an already padded batch (every row's prompt ends at the last column),
         by the rule of `complete`, on the weights as they are. `cache` (optional) holds the keys and
         values of the first columns (a cached prefix, padded as `attention_mask` says); only the rest
-        is prefilled. `prompt_tokens`: each row's real prompt length, as reported."""
+        is prefilled. `prompt_tokens`: each row's real prompt length, as reported. `exact_length`:
+        every row writes exactly `max_new_tokens` (no end rule, EOS suppressed): for benchmarks that
+        compare speed at equal output length."""
         width = input_ids.shape[1]
         ends = RowEnds(self.tokenizer, width, self.tokenizer.eos_token_id)
+        length_rule = {"min_new_tokens": max_new_tokens} if exact_length else {"stopping_criteria": StoppingCriteriaList([ends])}
         with self.lock:
             processors = self._grammar_processors(grammars, width) if grammars is not None else None
             start = time.perf_counter()
@@ -295,9 +302,9 @@ class EdgeModel:
                 attention_mask=attention_mask.to(self.model.device),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                stopping_criteria=StoppingCriteriaList([ends]),
                 logits_processor=processors,
                 pad_token_id=self.pad_token_id,
+                **length_rule,
                 **({"cache": cache} if cache is not None else {}),
             )
             seconds = time.perf_counter() - start

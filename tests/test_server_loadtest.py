@@ -75,3 +75,16 @@ def test_every_server_answers_and_batched_replies_equal_the_serialized_ones(tiny
     assert max(levels[FULL_PROMPT, 4]["batch_sizes"]) > 1
     assert result["memory_per_tenant_bytes"][f"{FULL_PROMPT}_kv"] > 0 and result["memory_per_tenant_bytes"]["adapter"] > 0
     assert "| batched | 4 | 4 |" in markdown(result)
+
+
+def test_batch_throughput_compares_both_sides_at_equal_length(tiny_runtime, data_file):  # noqa: F811
+    from eval_gpt4tools.batch_throughput import ThroughputConfig, markdown as throughput_markdown, run_throughput
+
+    result = run_throughput(ThroughputConfig(data=data_file, batches=(1, 4), new_tokens=5, repeats=1), runtime=tiny_runtime, write=False)
+    assert [level["batch"] for level in result["levels"]] == [1, 4]
+    for level in result["levels"]:
+        loragen, full = level["loragen"], level["full_prompt_prefix_cached"]
+        assert full["mean_prompt_tokens"] > loragen["mean_prompt_tokens"]  # the tool definitions are in its context
+        assert full["kv_bytes_per_request"] > loragen["kv_bytes_per_request"] > 0
+        assert level["loragen_over_prefix_cached"] == round(loragen["tokens_per_s"] / full["tokens_per_s"], 2)
+    assert result["prefix_kv_bytes_mean"] > 0 and "| 4 |" in throughput_markdown(result)

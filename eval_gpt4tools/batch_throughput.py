@@ -1,0 +1,185 @@
+"""`python -m eval_gpt4tools.batch_throughput`: decode throughput at batch 1, 8 and 16, LoRA-Gen against
+the prefix-cached full prompt, at equal output length.
+
+    loragen                    edge prompts (~135 tokens), each row under its own generated adapter,
+                               applied functionally (`EdgeModel.complete_batch`)
+    full_prompt_prefix_cached  full GPT4Tools prompts (~700 tokens), each row continuing from its own
+                               system prompt's cached KV (`prefix_cache.complete_batch_from_prefixes`)
+
+A batch of B holds the first B test items whose tool sets all differ (B tenants). Every row writes
+exactly `--new-tokens` tokens (EOS suppressed, no end rule), so both sides do the same work per row
+except for what the context costs. Adapters are generated and prefixes prefilled before any timing;
+each batch is timed `--repeats` times, the two sides interleaved, and the median wall time is kept.
+
+KV per request is what one row holds at the end of its decode, fp32: layers x 2 x KV heads x head
+size x 4 bytes x (prompt + new tokens). For the prefix-cached side the prefix is stored once per
+tenant (`prefix_kv_bytes`) and copied into the batch for each request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from loragen_core.atomic import write_text_atomic
+from tools.gpt4tools_prompt import split_prompt
+
+DEFAULT_BATCHES = (1, 8, 16)
+DEFAULT_OUT = Path("results/batch_throughput")
+
+
+@dataclass(frozen=True)
+class ThroughputConfig:
+    data: Path | None = None
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+    new_tokens: int = 32
+    repeats: int = 2
+    out: Path = DEFAULT_OUT
+    generator: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.batches or min(self.batches) < 1 or self.new_tokens < 1 or self.repeats < 1:
+            raise ValueError("--batches, --new-tokens and --repeats must be positive.")
+
+
+@dataclass
+class Side:
+    seconds: list[float]
+    tokens_per_s: float
+    mean_prompt_tokens: float
+    kv_bytes_per_request: int
+
+
+def kv_bytes_per_token(model_config) -> int:
+    heads = getattr(model_config, "num_key_value_heads", None) or model_config.num_attention_heads
+    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // model_config.num_attention_heads
+    return model_config.num_hidden_layers * 2 * heads * head_dim * 4
+
+
+def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -> dict:
+    from agent import LoRAGenRuntime
+    from agent.server.loadtest import distinct_tool_sets
+    from loragen_core import GeneratedLoRA
+
+    from .bench import machine_info
+    from .data import load_test_items
+    from .prefix_cache import PrefixCacheStore, cache_nbytes, complete_batch_from_prefixes, split_chat_prompt
+
+    machine = machine_info()  # the load average before any work
+    items = distinct_tool_sets(load_test_items(config.data), max(config.batches))
+    if runtime is None:
+        runtime = LoRAGenRuntime.from_checkpoint(config.generator) if config.generator else LoRAGenRuntime.default()
+    edge = runtime.edge
+    parts = [split_prompt(item["instruction"]) for item in items]
+    _say(f"generating {len(items)} adapters and prefilling {len(items)} system prompts (not timed)")
+    adapters = [runtime.adapter_for(p.system_prompt).adapter for p in parts]
+    store = PrefixCacheStore(edge.model)
+    with edge.lock:
+        if edge.active_adapter is not None:
+            edge.reset()  # both sides decode on the base weights; LoRA-Gen's adapters applied per row
+        for item in items:
+            store.prefill(split_chat_prompt(edge.tokenizer, item["instruction"]))
+    per_token = kv_bytes_per_token(edge.model.config)
+
+    levels = []
+    for batch in config.batches:
+        edge_prompts = [p.edge_prompt for p in parts[:batch]]
+        full_prompts = [item["instruction"] for item in items[:batch]]
+        stacked = GeneratedLoRA.stack(adapters[:batch])
+        runs: dict[str, list] = {"loragen": [], "full_prompt_prefix_cached": []}
+        for _ in range(config.repeats):
+            with edge.lock:
+                runs["loragen"].append(edge.complete_batch(edge_prompts, adapter=stacked, max_new_tokens=config.new_tokens,
+                                                           exact_length=True))
+                runs["full_prompt_prefix_cached"].append(
+                    complete_batch_from_prefixes(edge, store, full_prompts, config.new_tokens, exact_length=True))
+        sides = {}
+        for name, repeats in runs.items():
+            seconds = [r[0].seconds for r in repeats]
+            prompt_tokens = [c.prompt_tokens for c in repeats[0]]
+            assert all(c.new_tokens == config.new_tokens for r in repeats for c in r), "every row writes the same length"
+            sides[name] = Side(
+                seconds=[round(s, 3) for s in seconds],
+                tokens_per_s=round(batch * config.new_tokens / statistics.median(seconds), 2),
+                mean_prompt_tokens=round(statistics.fmean(prompt_tokens), 1),
+                kv_bytes_per_request=int(per_token * (statistics.fmean(prompt_tokens) + config.new_tokens)),
+            )
+        ratio = round(sides["loragen"].tokens_per_s / sides["full_prompt_prefix_cached"].tokens_per_s, 2)
+        levels.append({"batch": batch, "loragen_over_prefix_cached": ratio, **{k: asdict(v) for k, v in sides.items()}})
+        _say(f"batch {batch:>2}: loragen {sides['loragen'].tokens_per_s:.1f} tok/s, prefix-cached full prompt "
+             f"{sides['full_prompt_prefix_cached'].tokens_per_s:.1f} tok/s ({ratio}x)")
+    result = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "machine": machine,
+        "trained_generator": runtime.trained,
+        "kv_bytes_per_token": per_token,
+        "adapter_bytes": adapters[0].nbytes,
+        "prefix_kv_bytes_mean": int(statistics.fmean(cache_nbytes(c) for c in store.caches.values())),
+        "levels": levels,
+    }
+    if write:
+        out = config.out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+        write_text_atomic(out.with_suffix(".md"), markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    config, machine = result["config"], result["machine"]
+    lines = [
+        "# Decode throughput at batch scale: LoRA-Gen vs the prefix-cached full prompt",
+        "",
+        f"`python -m eval_gpt4tools.batch_throughput` ({config['new_tokens']} new tokens per row, exactly; median of "
+        f"{config['repeats']} interleaved runs; every row a different tool set).",
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, torch threads {machine.get('torch_default_threads', '?')}, "
+        f"load average before the run {machine.get('load_average_at_start', '?')}.",
+        "",
+        "| batch | loragen tok/s | prefix-cached full prompt tok/s | ratio | loragen prompt tokens | full prompt tokens | "
+        "KV per request, loragen (MiB) | KV per request, full prompt (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for level in result["levels"]:
+        lg, fp = level["loragen"], level["full_prompt_prefix_cached"]
+        lines.append(
+            f"| {level['batch']} | {lg['tokens_per_s']:.1f} | {fp['tokens_per_s']:.1f} | {level['loragen_over_prefix_cached']}x | "
+            f"{lg['mean_prompt_tokens']} | {fp['mean_prompt_tokens']} | {lg['kv_bytes_per_request'] / 2**20:.1f} | "
+            f"{fp['kv_bytes_per_request'] / 2**20:.1f} |"
+        )
+    lines += [
+        "",
+        f"Kept per tenant: LoRA-Gen's adapter {result['adapter_bytes'] / 2**20:.1f} MiB; the full prompt's cached prefix "
+        f"{result['prefix_kv_bytes_mean'] / 2**20:.1f} MiB of KV (fp32, {result['kv_bytes_per_token'] / 1024:.0f} KiB per token).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from loragen_core.errors import user_errors
+
+    parser = argparse.ArgumentParser(prog="python -m eval_gpt4tools.batch_throughput", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
+    parser.add_argument("--batches", type=int, nargs="+", default=list(DEFAULT_BATCHES), help="Batch sizes (tenants per decode).")
+    parser.add_argument("--new-tokens", type=int, default=32, help="Tokens every row writes.")
+    parser.add_argument("--repeats", type=int, default=2, help="Timed runs per batch size and side; the median is kept.")
+    parser.add_argument("--generator", type=Path, default=None, help="Generator checkpoint (default: the shipped one).")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Writes OUT.json and OUT.md.")
+    args = parser.parse_args(argv)
+    with user_errors():
+        config = ThroughputConfig(args.data, tuple(args.batches), args.new_tokens, args.repeats, args.out, args.generator)
+        print(markdown(run_throughput(config)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
