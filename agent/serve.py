@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     # that --help does not wait for torch.
     parser.add_argument("--batch-window-ms", type=float, default=None,
                         help="Decode tool-call requests that arrive within this window together, each under its own adapter "
-                             "(micro-batching; default 20; 3.2x the requests/s of one-at-a-time at 16 tenants on a 2-core "
+                             "(micro-batching; default 20; 3.4x the requests/s of one-at-a-time at 16 tenants on a 2-core "
                              "CPU, results/server_throughput.md); 0: one request at a time.")
     parser.add_argument("--max-batch", type=int, default=None, help="Rows per batched decode (default 16).")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

@@ -19,13 +19,12 @@ tenant (`prefix_kv_bytes`) and copied into the batch for each request.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from loragen_core.atomic import write_text_atomic
+from loragen_core.atomic import write_json_and_markdown
 from tools.gpt4tools_prompt import split_prompt
 
 DEFAULT_BATCHES = (1, 8, 16)
@@ -122,10 +121,7 @@ def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -
         "levels": levels,
     }
     if write:
-        out = config.out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
-        write_text_atomic(out.with_suffix(".md"), markdown(result))
+        write_json_and_markdown(config.out, result, markdown(result))
     return result
 
 

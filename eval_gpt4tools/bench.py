@@ -178,7 +178,7 @@ class Servers:
             repeat=cold.cache_hit,
             adapter_generation_s=cold.seconds,
             adapter_from_cache_s=cached.seconds,
-            adapter_bytes=sum(t.nbytes for t in (*adapter.lora_a.values(), *adapter.lora_b.values())),
+            adapter_bytes=adapter.nbytes,
             adapter_file_bytes=file_bytes,
             merge_s=merge_s,
             merge_anon_bytes=merge_anon_bytes,

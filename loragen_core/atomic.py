@@ -7,6 +7,7 @@ temporary directory is removed on failure.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -46,3 +47,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def write_json_and_markdown(out: str | Path, result: dict, markdown: str) -> None:
+    """A benchmark's OUT.json (`result`) and OUT.md (`markdown`), each written atomically."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out.with_suffix(".md"), markdown)

@@ -94,14 +94,21 @@ class BatchingRuntime:
         answer_line_ends: bool = True,
     ) -> RuntimeCompletion:
         if on_text is not None or should_stop is not None or not answer_line_ends:
-            return self.runtime.complete(prompt, system_prompt, max_new_tokens, stop, on_text, grammar=grammar,
-                                         should_stop=should_stop, answer_line_ends=answer_line_ends)
+            return self._complete_unbatched(prompt, system_prompt, max_new_tokens, stop, on_text, grammar=grammar,
+                                            should_stop=should_stop, answer_line_ends=answer_line_ends)
+        job = self._job(prompt, system_prompt, max_new_tokens, tuple(s for s in stop or () if s), grammar)
+        self._queue.put(job)
+        return job.done.result()
+
+    def _complete_unbatched(self, *args: Any, **kwargs: Any) -> RuntimeCompletion:
+        """What cannot be batched is decoded by the wrapped runtime, alone."""
+        return self.runtime.complete(*args, **kwargs)
+
+    def _job(self, prompt: str, system_prompt: str | None, max_new_tokens: int, stop: tuple[str, ...], grammar: str | None) -> _Job:
         self.runtime.check_length(prompt)  # refused here, before the adapter and the queue
         # In the caller's thread: one tenant's cloud-LM pass does not hold up the others' batches.
         adapter = self.runtime.adapter_for(system_prompt) if system_prompt is not None else None
-        job = _Job(prompt, adapter, max_new_tokens, tuple(s for s in stop or () if s), grammar)
-        self._queue.put(job)
-        return job.done.result()
+        return _Job(prompt, adapter, max_new_tokens, stop, grammar)
 
     # ---- the worker ------------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ It serves what the load test sends (non-streamed tool-call requests); the rest i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from typing import Any
 
 from eval_gpt4tools.prefix_cache import PrefixCacheStore, cache_nbytes, complete_batch_from_prefixes
-from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, Completion
+from loragen_core.edge_runtime import Completion
 from tools.gpt4tools_prompt import full_prompt
 
 from ..runtime import LoRAGenRuntime, RuntimeCompletion
@@ -35,24 +35,15 @@ class PrefixCachedFullPromptRuntime(BatchingRuntime):
         """Bytes of KV the cached system prompts hold (the per-tenant memory of this server)."""
         return sum(cache_nbytes(cache) for cache in self.store.caches.values())
 
-    def complete(
-        self,
-        prompt: str,
-        system_prompt: str | None = None,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        stop: Sequence[str] | None = None,
-        on_text: Callable[[str], None] | None = None,
-        grammar: str | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        answer_line_ends: bool = True,
-    ) -> RuntimeCompletion:
-        if on_text is not None or should_stop is not None or not answer_line_ends or system_prompt is None:
-            raise ValueError("The prefix-cached baseline serves non-streamed tool-call requests only.")
-        prompt = full_prompt(system_prompt, prompt)
+    def _complete_unbatched(self, *args: Any, **kwargs: Any) -> RuntimeCompletion:
+        raise ValueError("The prefix-cached baseline serves non-streamed tool-call requests only.")
+
+    def _job(self, prompt: str, system_prompt: str | None, max_new_tokens: int, stop: tuple[str, ...], grammar: str | None) -> _Job:
+        if system_prompt is None:
+            raise ValueError("The prefix-cached baseline serves tool-call requests only.")
+        prompt = full_prompt(system_prompt, prompt)  # the tool definitions back in the context, no adapter
         self.runtime.check_length(prompt)
-        job = _Job(prompt, None, max_new_tokens, tuple(s for s in stop or () if s), grammar)
-        self._queue.put(job)
-        return job.done.result()
+        return _Job(prompt, None, max_new_tokens, stop, grammar)
 
     def _decode_together(self, group: list[_Job], grammars: list[str | None]) -> list[Completion]:
         edge = self.runtime.edge

@@ -29,7 +29,6 @@ Run it on a quiet machine: the figures are wall-clock.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 
 import httpx
 
-from loragen_core.atomic import write_text_atomic
+from loragen_core.atomic import write_json_and_markdown
 from tools.gpt4tools_prompt import split_prompt
 
 from .app import MODEL_ID
@@ -242,7 +241,7 @@ def run_load(config: LoadConfig, base=None, write: bool = True) -> dict:
         },
     }
     if write:
-        write_results(result, config.out)
+        write_json_and_markdown(config.out, result, markdown(result))
     return result
 
 
@@ -254,12 +253,6 @@ def _speedups(levels: list[Level], other: str) -> dict[str, float]:
 
 
 
-
-
-def write_results(result: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
-    write_text_atomic(out.with_suffix(".md"), markdown(result))
 
 
 def markdown(result: dict) -> str:
