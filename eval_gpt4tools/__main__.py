@@ -7,7 +7,7 @@ printed side by side.
     run         run one mode over the test set (resumable)
     table       gather finished runs into one results table
     compare     paired, item-by-item comparison of finished runs (exact McNemar test)
-    build-data  build training data for the 23 seen tools (JSON lines)
+    build-data  build training data: the 23 seen tools, optionally ~300 synthetic ones (JSON lines)
     bench       latency, memory and specialisation cost: icl, icl_prefix_cache, loragen, peft_unmerged
 """
 
@@ -88,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--tool-names-line", action="store_true",
                        help="Start each edge prompt with one line naming the tools (what `run --mode loragen-names` reads), "
                             "to train a generator for that variant.")
+    build.add_argument("--synthetic-tools", action="store_true",
+                       help="Add the ~300 composed tool definitions of synthetic_tools.py to the 23 seen tools, so a "
+                            "generator learns to read definitions rather than memorise 23 (none is a test-set tool).")
+    build.add_argument("--natural-share", type=float, default=0.0,
+                       help="Share of samples whose conversation is written as users and LangChain write it "
+                            "(image path in the request, several turns, no 'Received.' turn); default 0.")
 
     _add_bench_command(commands)
 
@@ -183,7 +189,10 @@ def _build_data(args) -> int:
         raise ValueError("--n must be at least 1.")
     if args.tool_sets is not None and args.tool_sets < 1:
         raise ValueError("--tool-sets must be at least 1.")
-    rows = build_samples(args.n, args.seed, answer_with_model, tool_sets=args.tool_sets, tool_names_line=args.tool_names_line)
+    if not 0.0 <= args.natural_share <= 1.0:
+        raise ValueError("--natural-share must be between 0 and 1.")
+    rows = build_samples(args.n, args.seed, answer_with_model, tool_sets=args.tool_sets, tool_names_line=args.tool_names_line,
+                         synthetic=args.synthetic_tools, natural_share=args.natural_share)
     path = write_jsonl(rows, args.out)
     kinds = Counter(r["kind"] for r in rows)
     prompts = len({r["system_prompt"] for r in rows})

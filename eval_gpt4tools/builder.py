@@ -14,6 +14,7 @@ openers, many objects, scenes and captions. Negative answers are written by the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -25,6 +26,7 @@ from pathlib import Path
 from tools import build_prompt, image_turn, seen_tools, split_prompt
 from tools.gpt4tools_prompt import prompt_templates
 
+from .synthetic_tools import TEXT_TOPICS, synthetic_tools
 from .vocabulary import (
     ACTIVITIES, ADJECTIVES, GENERAL_QUESTION_TEMPLATES, GENERAL_TOPICS, OBJECTS, QUESTIONS_ABOUT_IMAGE, SCENES,
     STANDALONE_QUESTIONS, STYLES,
@@ -34,6 +36,23 @@ KIND_WEIGHTS = {"tool": 0.45, "two_step": 0.2, "negative": 0.15, "context": 0.2}
 IMAGE_DIRS = ("image/", "images/", "examples/", "cache/", "")
 OPENERS = ("", "Please ", "Could you ", "Can you ", "I want you to ", "I'd like you to ", "Help me ")
 IMAGE_WORDS = ("this image", "the image", "this picture", "the photo", "this photo", "the picture")
+SEEN_GOLD_SHARE = 0.4
+# How users and LangChain callers bring in an image (natural conversations, issue 14 item 3).
+INLINE_INTROS = (
+    "Here is an image named {image}. ", "Here is {image}. ", "I uploaded {image}. ", "Look at {image}. ",
+    "This is {image}. ", "{image}: ", "I have a picture called {image}. ",
+)
+IMAGE_INTRO_TURNS = (
+    ("Here is {image}.", "Got it. What would you like me to do with {image}?"),
+    ("I have a photo at {image}.", "Thanks, I can work with {image}."),
+    ("This is {image}: {caption}", "OK, I have {image}."),
+    ("Take a look at {image}.", "Sure. What should I do with it?"),
+)
+CHAT_TURNS = (
+    ("Hi!", "Hello! How can I help you today?"), ("Thanks.", "You're welcome."),
+    ("Can you help me with some pictures?", "Of course. Send me an image and tell me what you need."),
+    ("Good morning.", "Good morning! What can I do for you?"),
+)
 # Requests for tools whose description has no "like:" examples, or whose examples need an argument.
 EXTRA_REQUESTS = {
     "Detect the Give Object": ("detect the {object} in {image}", "find the {object} in {image}", "where is the {object} in {image}"),
@@ -62,6 +81,7 @@ class Slots:
     desc: str
     question: str
     style: str
+    topic: str = ""
 
 
 def like_phrases(description: str) -> list[str]:
@@ -84,17 +104,32 @@ def request_templates(tool: dict) -> list[str]:
 
 
 class SampleBuilder:
-    def __init__(self, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None):
+    def __init__(
+        self, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None,
+        synthetic: bool = False, natural_share: float = 0.0,
+    ):
         self.rng = random.Random(seed)
         # At most `tool_sets` distinct tool lists (None: a fresh list per sample). A pool makes many
         # samples share one system prompt, so a frozen cloud LM reads each distinct prompt only once.
         self.tool_sets = tool_sets
         self.tool_set_pool: list[list[str]] = []
         self.tools = {t["name"]: t for t in seen_tools()}
+        self.seen_names = list(self.tools)
+        # `synthetic`: the few hundred composed tools join the 23 (synthetic_tools.py); a gold tool is a
+        # seen one with probability SEEN_GOLD_SHARE, so both kinds are learnt.
+        self.synthetic = synthetic
+        if synthetic:
+            self.tools.update((t["name"], t) for t in synthetic_tools())
+        # `natural_share`: the share of samples whose conversation is written as users and LangChain
+        # write it (image path inside the request, several turns, no "Received." turn).
+        self.natural_share = natural_share
         self.answer_questions = answer_questions
-        self.templates = {name: request_templates(tool) for name, tool in self.tools.items()}
+        self.templates = {name: list(tool.get("requests") or request_templates(tool)) for name, tool in self.tools.items()}
         self.step_format = prompt_templates()["LLM_RESPONSE_TOOL_FORMAT"]
         self.final_format = prompt_templates()["LLM_RESPONSE_HUMAN_FORMAT"]
+
+    def concept(self, name: str) -> str:
+        return self.tools[name].get("concept", name)
 
     # ---- random pieces -------------------------------------------------------------------------
     def image_path(self) -> str:
@@ -110,6 +145,7 @@ class SampleBuilder:
             image=rng.choice(IMAGE_WORDS), caption=caption, object=obj, object2=rng.choice([o for o in OBJECTS if o != obj]),
             desc=f"{rng.choice(ADJECTIVES)} {rng.choice(OBJECTS)} {rng.choice(SCENES)}",
             question=rng.choice(QUESTIONS_ABOUT_IMAGE).format(object=obj), style=rng.choice(STYLES),
+            topic=rng.choice(TEXT_TOPICS) if self.synthetic else "",
         )
 
     def request(self, tool_name: str, slots: Slots) -> str:
@@ -121,7 +157,8 @@ class SampleBuilder:
         names = self.pooled_tool_list(required) if self.tool_sets else None
         if names is None:
             total = self.rng.randint(max(2, len(required)), 5)
-            others = [n for n in self.tools if n not in required]
+            taken = {self.concept(n) for n in required}
+            others = [n for n in self.tools if self.concept(n) not in taken]
             names = required + self.rng.sample(others, total - len(required))
             self.rng.shuffle(names)
             if self.tool_sets and len(self.tool_set_pool) < self.tool_sets:
@@ -144,7 +181,7 @@ class SampleBuilder:
         tool = self.tools[tool_name]
         if tool_name == "Replace Something From The Photo":
             return f"{image}, {slots.object}, {slots.object2}"
-        text = getattr(slots, TEXT_ARGUMENT.get(tool_name, "desc"))
+        text = getattr(slots, tool.get("text_slot") or TEXT_ARGUMENT.get(tool_name, "desc"))
         if not tool["needs_image"]:
             return text
         return image if tool["num_args"] == 1 else f"{image}, {text}"
@@ -161,15 +198,42 @@ class SampleBuilder:
         steps.append((tool_name, self.arguments(tool_name, image, slots), self.observation(tool_name)))
         return steps
 
+    def gold_tool(self, kind: str) -> str:
+        names = self.seen_names if not self.synthetic or kind == "two_step" or self.rng.random() < SEEN_GOLD_SHARE else list(self.tools)
+        candidates = [n for n in names if bool(self.tools[n]["prerequisite"]) == (kind == "two_step")]
+        return self.rng.choice(candidates)
+
+    def conversation(self, tool_name: str, slots: Slots, image: str) -> tuple[str, Callable[[], str]]:
+        """(chat history, a function that draws the new input). The request is drawn later, after the
+        steps, as the original recipe drew it, so that recipe's files stay identical for a seed."""
+        needs_image = self.tools[tool_name]["needs_image"]
+        style = "gpt4tools"
+        if self.natural_share and self.rng.random() < self.natural_share:
+            style = self.rng.choice(("inline", "turns"))
+        if style == "gpt4tools":
+            history = image_turn(image, slots.caption) if needs_image or self.rng.random() < 0.3 else ""
+            return history, lambda: self.request(tool_name, slots)
+        if style == "inline":  # the path inside the request, maybe behind an introduction; no history
+            intro = self.rng.choice(INLINE_INTROS).format(image=image) if needs_image else ""
+            refer = image if not intro or self.rng.random() < 0.5 else self.rng.choice(IMAGE_WORDS + ("it",))
+            return "", lambda: intro + self.request(tool_name, dataclasses.replace(slots, image=refer))
+        turns = []  # "turns": an introduction turn and maybe a chat turn, then the request
+        if needs_image or self.rng.random() < 0.3:
+            human, ai = self.rng.choice(IMAGE_INTRO_TURNS)
+            turns.append(f"Human: {human.format(image=image, caption=slots.caption)}\nAI: {ai.format(image=image)}")
+        if self.rng.random() < 0.4:
+            turns.insert(self.rng.randint(0, len(turns)), "Human: {}\nAI: {}".format(*self.rng.choice(CHAT_TURNS)))
+        refer = self.rng.choice((image,) + IMAGE_WORDS + ("it",))
+        return "\n".join(turns), lambda: self.request(tool_name, dataclasses.replace(slots, image=refer))
+
     def tool_sample(self, kind: str) -> dict:
-        candidates = [n for n, t in self.tools.items() if bool(t["prerequisite"]) == (kind == "two_step")]
-        tool_name = self.rng.choice(candidates)
+        tool_name = self.gold_tool(kind)
         slots = self.slots()
         image = self.image_path()
-        history = image_turn(image, slots.caption) if self.tools[tool_name]["needs_image"] or self.rng.random() < 0.3 else ""
+        history, draw_request = self.conversation(tool_name, slots, image)
         steps = self.tool_steps(tool_name, image, slots)
         required = [name for name, _, _ in steps]
-        prompt = build_prompt(self.tool_list(required), self.request(tool_name, slots), history)
+        prompt = build_prompt(self.tool_list(required), draw_request(), history)
         trace = "".join(self.step_format.format(tool_name=n, args=a) + o + "\n" for n, a, o in steps)
         final = steps[-1][2]
         return {"kind": kind, "gold_tool": tool_name, "instruction": prompt,
@@ -190,6 +254,8 @@ class SampleBuilder:
     def negative_sample(self, question: str) -> dict:
         tools = self.tool_list([])
         history = image_turn(self.image_path(), self.slots().caption) if self.rng.random() < 0.3 else ""
+        if self.natural_share and self.rng.random() < self.natural_share:
+            history = self.rng.choice(("", "Human: {}\nAI: {}".format(*self.rng.choice(CHAT_TURNS))))
         return {"kind": "negative", "gold_tool": None, "instruction": build_prompt(tools, question, history), "question": question}
 
     def general_question(self) -> str:
@@ -200,11 +266,12 @@ class SampleBuilder:
 
 def build_samples(
     n: int, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None,
-    tool_names_line: bool = False,
+    tool_names_line: bool = False, synthetic: bool = False, natural_share: float = 0.0,
 ) -> list[dict]:
     """`tool_names_line`: the edge prompt starts with the line naming the tools, as `loragen-names`
-    evaluates, so a generator can learn to use that line (same rows, same seed otherwise)."""
-    builder = SampleBuilder(seed, answer_questions, tool_sets)
+    evaluates, so a generator can learn to use that line (same rows, same seed otherwise).
+    `synthetic`, `natural_share`: see `SampleBuilder`; off, the file is the original recipe's."""
+    builder = SampleBuilder(seed, answer_questions, tool_sets, synthetic, natural_share)
     kinds = builder.rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()), k=n)
     samples = []
     for kind in kinds:

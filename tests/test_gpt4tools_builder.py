@@ -121,3 +121,73 @@ def test_tool_names_line_rows_are_what_loragen_names_reads():
         assert rest == a["edge_prompt"]
         listed = names_line.removeprefix("Tools: ").split(", ")
         assert len(listed) >= 2 and all(f"> {name}:" in b["system_prompt"] for name in listed)
+
+
+# ---- synthetic tools and natural conversations (issue 14 items 2 and 3) ---------------------------
+
+def _fine(questions):
+    return ["Fine."] * len(questions)
+
+
+# What makes each unseen test tool itself; a synthetic name with any of these words would leak it.
+TEST_TOOL_WORDS = {"face", "faces", "ocr", "3d", "asset", "quality", "crop", "super-resolution", "resolution"}
+
+
+def _test_tool_definitions() -> dict[str, str]:
+    if not DEFAULT_TEST_FILE.exists():
+        pytest.skip(f"{DEFAULT_TEST_FILE} is absent (it ships in ../shared, beside the clone).")
+    definitions = {}
+    for item in load_test_items(DEFAULT_TEST_FILE):
+        definitions.update(split_prompt(item["instruction"]).tool_definitions)
+    return definitions
+
+
+def test_synthetic_tools_are_many_unique_and_none_is_a_test_tool():
+    from eval_gpt4tools.synthetic_tools import synthetic_tools
+
+    tools = synthetic_tools()
+    assert len(tools) >= 300
+    names = [t["name"] for t in tools]
+    assert len(set(names)) == len(names)
+    seen = {t["name"]: t["description"] for t in seen_tools()}
+    assert not set(names) & set(seen)
+    test = _test_tool_definitions()
+    unseen = {name: description for name, description in test.items() if name not in seen}
+    assert len(unseen) == 8
+    for tool in tools:
+        assert tool["name"] not in test and tool["description"] not in test.values(), tool["name"]
+        words = set(tool["name"].lower().split())
+        assert not words & TEST_TOOL_WORDS, tool["name"]
+        assert "text detection" not in tool["name"].lower() and tool["name"] != "Detection"
+        assert "like:" in tool["description"] and "The input to this tool should be" in tool["description"]
+
+
+def test_synthetic_rows_mix_seen_and_synthetic_tools_over_a_thousand_tool_sets():
+    rows = build_samples(4000, 0, _fine, tool_sets=1200, synthetic=True, natural_share=0.5)
+    assert len({r["system_prompt"] for r in rows}) >= 1000
+    seen = {t["name"] for t in seen_tools()}
+    golds = {r["gold_tool"] for r in rows if r["gold_tool"]}
+    assert len(golds - seen) >= 250 and len(golds & seen) >= 20
+    test_names = set(_test_tool_definitions()) - seen
+    for row in rows:
+        listed = split_prompt(row["instruction"]).tool_names
+        assert not set(listed) & test_names
+        if row["gold_tool"]:
+            assert row["gold_tool"] in listed
+        assert score_item(row["output"], row["output"]).success == 1.0
+
+
+def test_natural_conversations_put_the_image_in_the_request_or_in_earlier_turns():
+    plain = build_samples(300, 0, _fine, tool_sets=50, synthetic=True)
+    natural = build_samples(300, 0, _fine, tool_sets=50, synthetic=True, natural_share=1.0)
+    assert all("AI: Received." in r["edge_prompt"] for r in plain if r["kind"] == "tool" and "Provide an image" in r["edge_prompt"])
+    assert not any("AI: Received." in r["edge_prompt"] for r in natural)
+    image_rows = [r for r in natural if r["kind"] == "tool" and "Action Input:" in r["output"]]
+    inline = [r for r in image_rows if not r["edge_prompt"].split("New input: ")[0].strip()]
+    turns = [r for r in image_rows if r["edge_prompt"].split("New input: ")[0].strip()]
+    assert len(inline) >= 30 and len(turns) >= 30
+    for row in image_rows:
+        # The gold call's image argument is a path the conversation really contains.
+        argument = row["output"].split("Action Input: ", 1)[1].split("\n", 1)[0].split(",")[0]
+        if "." in argument and "/" in argument or argument.endswith(".png"):
+            assert argument in row["edge_prompt"], row
