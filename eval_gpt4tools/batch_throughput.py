@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from loragen_core.atomic import write_json_and_markdown
+from loragen_core.errors import say, user_errors
 from tools.gpt4tools_prompt import split_prompt
 
 DEFAULT_BATCHES = (1, 8, 16)
@@ -74,7 +75,7 @@ def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -
         runtime = LoRAGenRuntime.from_checkpoint(config.generator) if config.generator else LoRAGenRuntime.default()
     edge = runtime.edge
     parts = [split_prompt(item["instruction"]) for item in items]
-    _say(f"generating {len(items)} adapters and prefilling {len(items)} system prompts (not timed)")
+    say(f"generating {len(items)} adapters and prefilling {len(items)} system prompts (not timed)")
     adapters = [runtime.adapter_for(p.system_prompt).adapter for p in parts]
     store = PrefixCacheStore(edge.model)
     with edge.lock:
@@ -109,7 +110,7 @@ def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -
             )
         ratio = round(sides["loragen"].tokens_per_s / sides["full_prompt_prefix_cached"].tokens_per_s, 2)
         levels.append({"batch": batch, "loragen_over_prefix_cached": ratio, **{k: asdict(v) for k, v in sides.items()}})
-        _say(f"batch {batch:>2}: loragen {sides['loragen'].tokens_per_s:.1f} tok/s, prefix-cached full prompt "
+        say(f"batch {batch:>2}: loragen {sides['loragen'].tokens_per_s:.1f} tok/s, prefix-cached full prompt "
              f"{sides['full_prompt_prefix_cached'].tokens_per_s:.1f} tok/s ({ratio}x)")
     result = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
@@ -155,13 +156,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from loragen_core.errors import user_errors
-
     parser = argparse.ArgumentParser(prog="python -m eval_gpt4tools.batch_throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")

@@ -42,6 +42,7 @@ from safetensors.torch import load_file
 from loragen_core import AdapterService, GeneratedLoRA, LoRAGenerator, load_causal_lm, load_default_generator, load_generator
 from loragen_core.adapter import PEFT_WEIGHTS_FILE
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
+from loragen_core.errors import say
 from tools import split_prompt
 
 from .bench_report import MODES, summarize, write_bench_reports
@@ -224,10 +225,6 @@ class Servers:
 # ----------------------------------------------------------------------------------------- tuning
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def _round_up(n: int, multiple: int = 64) -> int:
     return -(-n // multiple) * multiple
 
@@ -268,7 +265,7 @@ def tune_decoding(servers: Servers, items: list[dict], config: BenchConfig, full
 
     variants, baseline_tokens = [], None
     for kind, count in candidates:
-        _say(f"decode tuning: {kind} cache, {count} thread(s)")
+        say(f"decode tuning: {kind} cache, {count} thread(s)")
         warm_start = time.perf_counter()
         run(kind, count, prompts)  # warm-up; compiles the decode step for `compiled`
         warmup_s = time.perf_counter() - warm_start
@@ -424,9 +421,9 @@ def run_bench(config: BenchConfig, generator: LoRAGenerator | None = None, write
                     "text": completion.text,
                 }
             records.append({"id": item["id"], "order": list(order), "specialization": asdict(spec), "modes": served})
-            _say(f"[{index + 1}/{len(items)}] " + "  ".join(f"{m} {served[m]['latency_s']:.2f}s" for m in MODES))
+            say(f"[{index + 1}/{len(items)}] " + "  ".join(f"{m} {served[m]['latency_s']:.2f}s" for m in MODES))
 
-        _say("LoRA fine-tuning speed (a short trainer run)")
+        say("LoRA fine-tuning speed (a short trainer run)")
         finetune = measure_lora_finetuning(config, generator.config.edge_model, decoding["chosen"]["threads"], work)
 
     results = summarize(records, decoding, finetune, machine, {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}, trained)

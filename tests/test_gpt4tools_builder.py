@@ -14,6 +14,7 @@ from eval_gpt4tools.data import DEFAULT_TEST_FILE, gold_tool, load_test_items
 from eval_gpt4tools.negative_answers import answer_with_model
 from eval_gpt4tools.scorer import score_item
 from tools import seen_tools, split_prompt
+from tools.gpt4tools_prompt import IMAGE_PATH
 
 N, SEED = 400, 11
 _answers: dict[str, str] = {}
@@ -186,11 +187,14 @@ def test_natural_conversations_put_the_image_in_the_request_or_in_earlier_turns(
     inline = [r for r in image_rows if not r["edge_prompt"].split("New input: ")[0].strip()]
     turns = [r for r in image_rows if r["edge_prompt"].split("New input: ")[0].strip()]
     assert len(inline) >= 30 and len(turns) >= 30
+    checked = 0
     for row in image_rows:
         # The gold call's image argument is a path the conversation really contains.
         argument = row["output"].split("Action Input: ", 1)[1].split("\n", 1)[0].split(",")[0]
-        if "." in argument and "/" in argument or argument.endswith(".png"):
+        if IMAGE_PATH.fullmatch(argument):
             assert argument in row["edge_prompt"], row
+            checked += 1
+    assert checked >= 30
 
 
 def test_without_the_new_flags_the_original_recipe_is_unchanged():

@@ -41,6 +41,7 @@ from pathlib import Path
 import httpx
 
 from loragen_core.atomic import write_json_and_markdown
+from loragen_core.errors import say, user_errors
 from tools.gpt4tools_prompt import split_prompt
 
 from .app import MODEL_ID
@@ -195,7 +196,7 @@ def run_load(config: LoadConfig, base=None, write: bool = True) -> dict:
     most = max(config.clients) * config.requests_per_client
     items = distinct_tool_sets(load_test_items(config.data), most)
     bodies = [openai_request(item, config.max_tokens) for item in items]
-    _say(f"{most} requests with distinct tool sets; loading the runtime")
+    say(f"{most} requests with distinct tool sets; loading the runtime")
     if base is None:
         base = LoRAGenRuntime.from_checkpoint(config.generator) if config.generator else LoRAGenRuntime.default()
     # Every adapter stays in memory (no disk reads in the timings); the prompt bound is the base's.
@@ -212,7 +213,7 @@ def run_load(config: LoadConfig, base=None, write: bool = True) -> dict:
     for name, served in servers.items():
         with live_server(served) as url:
             if name != "batched":  # adapters generated, prefixes prefilled, the server warmed: not timed
-                _say("generating the adapters (not timed)" if name == "serialized" else "prefilling the system prompts (not timed)")
+                say("generating the adapters (not timed)" if name == "serialized" else "prefilling the system prompts (not timed)")
                 with httpx.Client() as client:
                     for i, body in enumerate(bodies):
                         _send(client, url, i, {**body, "max_tokens": 1})
@@ -225,7 +226,7 @@ def run_load(config: LoadConfig, base=None, write: bool = True) -> dict:
                 elif name == "batched":
                     level.equal_to_serialized = sum(r.same_output(reference[r.index]) for r in replies if r.index in reference)
                 levels.append(level)
-                _say(f"{name:>10} x{clients:<2} {level.requests_per_s:6.2f} req/s {level.tokens_per_s:7.1f} tok/s "
+                say(f"{name:>10} x{clients:<2} {level.requests_per_s:6.2f} req/s {level.tokens_per_s:7.1f} tok/s "
                      f"p50 {level.p50_seconds:.2f} s p90 {level.p90_seconds:.2f} s")
     result = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
@@ -300,13 +301,7 @@ def _mean_prompt(result: dict) -> float:
     return serialized[-1]["mean_prompt_tokens"] if serialized else 0.0
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from loragen_core.errors import user_errors
-
     parser = argparse.ArgumentParser(prog="python -m agent.server.loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
