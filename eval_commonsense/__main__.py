@@ -103,15 +103,11 @@ def _paired_doc() -> str:
 
 
 def _compare(args) -> int:
-    from eval_gpt4tools.paired import markdown_pairs, write_pairs
+    from loragen_core.paired import report_pairs
 
     from .paired import compare_runs
 
-    results = compare_runs(args.runs, args.tasks)
-    print(markdown_pairs(results))
-    if args.out is not None:
-        write_pairs(results, args.out)
-        print(f"Written to {args.out}.json and {args.out}.md")
+    report_pairs(compare_runs(args.runs, args.tasks), args.out)
     return 0
 
 
@@ -162,7 +158,7 @@ def _table(args) -> int:
 def _build_data(args) -> int:
     from collections import Counter
 
-    from eval_gpt4tools.builder import write_jsonl
+    from loragen_core.atomic import write_jsonl
 
     from .build_data import build_rows
 

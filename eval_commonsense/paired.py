@@ -4,7 +4,7 @@
 
 Each run's records.jsonl holds every item's option log-likelihoods; an item is right when the
 highest-scoring option is the gold one (`acc`, as in the table). Rows compare on the items both runs
-scored, optionally only on the seen or unseen tasks. The test itself is eval_gpt4tools.paired's.
+scored, optionally only on the seen or unseen tasks. The test itself is loragen_core.paired's.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import itertools
 import json
 from pathlib import Path
 
-from eval_gpt4tools.paired import PairedResult, compare_pair
+from loragen_core.paired import PairedResult, compare_pair
 
 from .scoring import predict
 from .tasks import SEEN_TASKS, TASKS_BY_NAME, UNSEEN_TASKS

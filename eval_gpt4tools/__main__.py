@@ -168,21 +168,21 @@ def _paired_doc() -> str:
 
 
 def _compare(args) -> int:
-    from .paired import compare_runs, markdown_pairs, write_pairs
+    from loragen_core.paired import report_pairs
+
+    from .paired import compare_runs
     from .table import parse_row
 
-    results = compare_runs([parse_row(spec) for spec in args.row], load_test_items(args.data), args.metric)
-    print(markdown_pairs(results))
-    if args.out is not None:
-        write_pairs(results, args.out)
-        print(f"Written to {args.out}.json and {args.out}.md")
+    report_pairs(compare_runs([parse_row(spec) for spec in args.row], load_test_items(args.data), args.metric), args.out)
     return 0
 
 
 def _build_data(args) -> int:
     from collections import Counter
 
-    from .builder import build_samples, write_jsonl
+    from loragen_core.atomic import write_jsonl
+
+    from .builder import build_samples
     from .negative_answers import answer_with_model
 
     if args.n < 1:

@@ -65,9 +65,9 @@ def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -
     from agent.server.loadtest import distinct_tool_sets
     from loragen_core import GeneratedLoRA
 
-    from .bench import machine_info
+    from loragen_core.machine import machine_info
     from .data import load_test_items
-    from .prefix_cache import PrefixCacheStore, cache_nbytes, complete_batch_from_prefixes, split_chat_prompt
+    from loragen_core.prefix_cache import PrefixCacheStore, cache_nbytes, complete_batch_from_prefixes, split_chat_prompt
 
     machine = machine_info()  # the load average before any work
     items = distinct_tool_sets(load_test_items(config.data), max(config.batches))

@@ -5,7 +5,7 @@ by i, so machine drift hits all modes alike):
 
     icl               the edge model reads the full prompt (system prompt + user part)
     icl_prefix_cache  the full prompt, with the system-prompt prefix's KV cache computed once per
-                      distinct system prompt and reused (prefix_cache.py explains the cut)
+                      distinct system prompt and reused (loragen_core/prefix_cache.py explains the cut)
     loragen           the adapter generated from the system prompt, merged; edge prompt only
     peft_unmerged     the same adapter loaded unmerged through peft; edge prompt only
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -43,11 +42,12 @@ from loragen_core import AdapterService, GeneratedLoRA, LoRAGenerator, load_caus
 from loragen_core.adapter import PEFT_WEIGHTS_FILE
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.errors import say
+from loragen_core.machine import machine_info
 from tools import split_prompt
 
 from .bench_report import MODES, summarize, write_bench_reports
 from .data import load_test_items, stratified_subset
-from .prefix_cache import PrefixCacheStore, cache_nbytes, split_chat_prompt
+from loragen_core.prefix_cache import PrefixCacheStore, cache_nbytes, split_chat_prompt
 from .timed_generation import DECODERS, Decoder, TimedCompletion
 
 FINETUNE_BATCH = 8  # the trainer's cpu recipe
@@ -338,32 +338,6 @@ def measure_lora_finetuning(config: BenchConfig, edge_model: str, threads: int, 
 
 
 # ----------------------------------------------------------------------------------------- the run
-
-
-def machine_info() -> dict:
-    import transformers
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    memory_kb = None
-    try:
-        memory_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_gib": round(memory_kb / 2**20, 1) if memory_kb else None,
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "torch_default_threads": torch.get_num_threads(),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-    }
 
 
 def _load_generator(config: BenchConfig) -> tuple[LoRAGenerator, bool]:

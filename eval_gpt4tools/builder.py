@@ -15,13 +15,11 @@ openers, many objects, scenes and captions. Negative answers are written by the 
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from tools import build_prompt, image_turn, seen_tools, split_prompt
 from tools.gpt4tools_prompt import prompt_templates
@@ -295,12 +293,3 @@ def build_samples(
             "instruction": sample["instruction"], "output": sample["output"],
         })
     return rows
-
-
-def write_jsonl(rows: list[dict], directory: Path, name: str = "train.jsonl") -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    temporary = path.with_suffix(".jsonl.tmp")
-    temporary.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    temporary.replace(path)
-    return path

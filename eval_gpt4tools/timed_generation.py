@@ -24,6 +24,7 @@ from transformers import CompileConfig, StaticCache, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from loragen_core.edge_runtime import RowEnds
+from loragen_core.prefix_cache import rewind
 
 DECODERS = ("dynamic", "static", "compiled")
 
@@ -61,13 +62,6 @@ class _FirstTokenClock(BaseStreamer):
     def end(self) -> None:
         pass
 
-
-@torch.inference_mode()
-def rewind(cache: StaticCache) -> StaticCache:
-    """Empty a static cache for the next request without zeroing it: stale entries lie after the
-    current position, where the causal mask already hides them."""
-    cache.crop(-int(cache.get_seq_length()))
-    return cache
 
 
 def _compile_config() -> CompileConfig:

@@ -55,3 +55,10 @@ def write_json_and_markdown(out: str | Path, result: dict, markdown: str) -> Non
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     write_text_atomic(out.with_suffix(".md"), markdown)
+
+
+def write_jsonl(rows: list[dict], directory: str | Path, name: str = "train.jsonl") -> Path:
+    """`directory/name`, one JSON object per line, written whole; returns its path."""
+    path = Path(directory) / name
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return path

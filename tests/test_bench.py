@@ -10,7 +10,7 @@ from torch import nn
 
 from eval_gpt4tools.bench import BenchConfig, run_bench
 from eval_gpt4tools.bench_report import MODES
-from eval_gpt4tools.prefix_cache import PrefixCacheStore, complete_batch_from_prefixes, split_chat_prompt
+from loragen_core.prefix_cache import PrefixCacheStore, complete_batch_from_prefixes, split_chat_prompt
 from eval_gpt4tools.timed_generation import Decoder
 from loragen_core import LoRAGenConfig, build_generator, load_causal_lm
 from loragen_core.edge_runtime import EdgeModel

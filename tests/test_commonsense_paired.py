@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from eval_commonsense.__main__ import main
-from eval_gpt4tools.paired import mcnemar_exact_p
+from loragen_core.paired import mcnemar_exact_p
 
 
 def write_run(directory, method: str, rights: dict):

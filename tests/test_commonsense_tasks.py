@@ -12,7 +12,8 @@ from eval_commonsense.tasks import (
     DEFAULT_DATA_DIR, HELD_OUT_SHOTS, SEEN_TASKS, TASKS, UNSEEN_TASKS, CommonsenseDataError, eval_items, get_task,
     load_items, parse_row, shot_pool, subset,
 )
-from eval_gpt4tools.builder import build_samples, write_jsonl
+from eval_gpt4tools.builder import build_samples
+from loragen_core.atomic import write_jsonl
 from loragen_core.train_data import load_rows
 
 needs_data = pytest.mark.skipif(

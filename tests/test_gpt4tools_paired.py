@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eval_gpt4tools.__main__ import main
-from eval_gpt4tools.paired import mcnemar_exact_p
+from loragen_core.paired import mcnemar_exact_p
 
 TOOL_GOLD = ("Thought: Do I need to use a tool? Yes\nAction: Segment the Image\nAction Input: image/a.png\n"
              "Observation: done\nThought: Do I need to use a tool? No\nAI: done\n")

@@ -4,7 +4,7 @@ A prefix-caching server (vLLM, SGLang) keeps each system prompt's KV cache and p
 rest of a request. `PrefixCachedFullPromptRuntime` serves the same OpenAI requests that way: the
 tool definitions go back *into* the context (`tools.gpt4tools_prompt.full_prompt`), no adapter is
 made, and concurrent requests are micro-batched exactly as `BatchingRuntime` batches LoRA-Gen's, each
-row continuing from its own tenant's cached prefix (`eval_gpt4tools.prefix_cache`). The weights are
+row continuing from its own tenant's cached prefix (`loragen_core.prefix_cache`). The weights are
 the edge model's as they are; decoding speed does not depend on their values, only on the lengths
 (the load test reports the tokens each server wrote next to its throughput).
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eval_gpt4tools.prefix_cache import PrefixCacheStore, cache_nbytes, complete_batch_from_prefixes
+from loragen_core.prefix_cache import PrefixCacheStore, cache_nbytes, complete_batch_from_prefixes
 from loragen_core.edge_runtime import Completion
 from tools.gpt4tools_prompt import full_prompt
 

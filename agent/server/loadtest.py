@@ -187,7 +187,7 @@ def run_load(config: LoadConfig, base=None, write: bool = True) -> dict:
     """Both servers at every concurrency level. `base`: the runtime whose generator and edge model
     are served (default: the shipped generator or `config.generator`)."""
     from agent import LoRAGenRuntime
-    from eval_gpt4tools.bench import machine_info
+    from loragen_core.machine import machine_info
     from eval_gpt4tools.data import load_test_items
 
     from .batching import BatchingRuntime

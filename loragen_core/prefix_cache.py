@@ -27,7 +27,13 @@ from transformers import Cache, DynamicCache, StaticCache
 
 from tools import split_prompt
 
-from .timed_generation import rewind
+
+@torch.inference_mode()
+def rewind(cache: StaticCache) -> StaticCache:
+    """Empty a static cache for the next request without zeroing it: stale entries lie after the
+    current position, where the causal mask already hides them."""
+    cache.crop(-int(cache.get_seq_length()))
+    return cache
 
 
 class PrefixSplitError(ValueError):
