@@ -70,6 +70,20 @@ class LoRAGenTrainable(nn.Module):
             batch["labels"], meta_states=meta,
         )
 
+    def save(self, directory: Path, dtype: torch.dtype | None = None) -> None:
+        save_generator(self.generator, directory, dtype=dtype)
+
+    def load_weights(self, directory: Path) -> None:
+        missing, unexpected = self.generator.load_state_dict(load_file(directory / GENERATOR_WEIGHTS_FILE), strict=False)
+        # The frozen cloud LM is not saved; a trainable tensor that is absent would silently stay fresh.
+        lost = sorted(set(missing) & set(self.generator.trainable_state_dict()))
+        if unexpected or lost:
+            raise CheckpointError(
+                f"Checkpoint {directory} does not match this run: "
+                + (f"unexpected tensors {unexpected[:3]}" if unexpected else f"missing trained tensors {lost[:3]}")
+                + ". Delete the run directory's checkpoint/ to start over."
+            )
+
 
 class LoRATrainable(nn.Module):
     """A peft LoRA on the edge FFNs: the vanilla baseline, trained on the same examples."""
@@ -81,6 +95,13 @@ class LoRATrainable(nn.Module):
     def forward(self, batch: dict) -> LossParts:
         lm = answer_only_lm_loss(self.peft_model.get_base_model(), batch["input_ids"], batch["attention_mask"], batch["labels"])
         return LossParts(total=lm, lm=lm, cv=torch.zeros((), device=lm.device))
+
+    def save(self, directory: Path, dtype: torch.dtype | None = None) -> None:
+        with atomic_directory(directory) as staging:
+            self.peft_model.save_pretrained(staging)
+
+    def load_weights(self, directory: Path) -> None:
+        set_peft_model_state_dict(self.peft_model, load_file(directory / "adapter_model.safetensors"))
 
 
 def generator_config(config: TrainConfig) -> LoRAGenConfig:
@@ -111,29 +132,6 @@ def build_trainable(config: TrainConfig, edge: nn.Module, out: Path, examples: l
     return LoRAGenTrainable(generator, edge, states)
 
 
-def save_model(trainable: nn.Module, directory: Path, dtype: torch.dtype | None = None) -> None:
-    if isinstance(trainable, LoRAGenTrainable):
-        save_generator(trainable.generator, directory, dtype=dtype)
-    else:
-        with atomic_directory(directory) as staging:
-            trainable.peft_model.save_pretrained(staging)
-
-
-def load_model_weights(trainable: nn.Module, directory: Path) -> None:
-    if isinstance(trainable, LoRAGenTrainable):
-        missing, unexpected = trainable.generator.load_state_dict(load_file(directory / GENERATOR_WEIGHTS_FILE), strict=False)
-        # The frozen cloud LM is not saved; a trainable tensor that is absent would silently stay fresh.
-        lost = sorted(set(missing) & set(trainable.generator.trainable_state_dict()))
-        if unexpected or lost:
-            raise CheckpointError(
-                f"Checkpoint {directory} does not match this run: "
-                + (f"unexpected tensors {unexpected[:3]}" if unexpected else f"missing trained tensors {lost[:3]}")
-                + ". Delete the run directory's checkpoint/ to start over."
-            )
-    else:
-        set_peft_model_state_dict(trainable.peft_model, load_file(directory / "adapter_model.safetensors"))
-
-
 def rng_state() -> dict[str, torch.Tensor]:
     """This process's random-number state (dropout draws)."""
     rng = {"cpu": torch.get_rng_state()}
@@ -145,7 +143,7 @@ def rng_state() -> dict[str, torch.Tensor]:
 def save_checkpoint(trainable, optimizer, scheduler, step: int, out: Path, rng_by_rank: list[dict]) -> None:
     """`rng_by_rank`: every process's `rng_state()`, in rank order (each rank draws its own dropout)."""
     with atomic_directory(out / CHECKPOINT_DIR) as staging:
-        save_model(trainable, staging / "model")
+        trainable.save(staging / "model")
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                     "rng": rng_by_rank}, staging / TRAINER_STATE_FILE)
 
@@ -154,7 +152,7 @@ def resume_step(trainable, optimizer, scheduler, out: Path, rank: int = 0) -> in
     checkpoint = out / CHECKPOINT_DIR
     if not (checkpoint / TRAINER_STATE_FILE).is_file():
         return 0
-    load_model_weights(trainable, checkpoint / "model")
+    trainable.load_weights(checkpoint / "model")
     state = torch.load(checkpoint / TRAINER_STATE_FILE, weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -209,11 +207,56 @@ def check_resume_identity(config: TrainConfig, out: Path) -> None:
     config.save(path)
 
 
+@dataclasses.dataclass
+class TrainingRun:
+    """What the step loop works on, built once by `prepare_run` (and restored from a checkpoint)."""
+
+    config: TrainConfig
+    accelerator: Accelerator
+    out: Path
+    rows: list
+    examples: list
+    dropped: int
+    held_out: list
+    trainable: nn.Module
+    parameters: list
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    start: int
+    pad_id: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
 def train(config: TrainConfig) -> Path:
     """Run (or resume) training; returns the final model directory."""
     # Without CUDA, run on the CPU: several processes (launched with `accelerate launch --multi_gpu`) then
     # form a DDP group on the gloo backend instead of looking for GPUs.
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    world = accelerator.num_processes
+    # --batch-size is the global batch (the paper's 64 is over all GPUs): each process takes its share.
+    if config.batch_size % world:
+        raise ValueError(f"--batch-size {config.batch_size} does not split over {world} processes; use a multiple of {world}.")
+    run = prepare_run(config, accelerator)
+    progress = tqdm(range(run.start, config.steps), initial=run.start, total=config.steps, desc=f"train {config.method}",
+                    disable=not run.is_main)
+    for step in progress:
+        started = time.perf_counter()
+        parts = optimise_step(run, step)
+        if run.is_main:
+            log_step(run, step, parts, time.perf_counter() - started, progress)
+        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+            rng_by_rank = gather_object([rng_state()])  # every rank takes part; rank 0 writes
+            if run.is_main:
+                save_checkpoint(accelerator.unwrap_model(run.trainable), run.optimizer, run.scheduler, step + 1, run.out, rng_by_rank)
+        accelerator.wait_for_everyone()
+    return write_final(run)
+
+
+def prepare_run(config: TrainConfig, accelerator: Accelerator) -> TrainingRun:
+    """Data, models, optimizer and schedule, resumed from the run directory's checkpoint if it has one."""
     out = Path(config.out)
     if accelerator.is_main_process:
         check_resume_identity(config, out)
@@ -245,52 +288,55 @@ def train(config: TrainConfig) -> Path:
         print(f"{config.method}: {len(examples)} examples ({dropped} over {config.max_edge_tokens} tokens dropped), "
               f"{n_trainable / 1e6:.1f}M trainable parameters, steps {start}→{config.steps}, "
               f"{accelerator.num_processes} process(es) ({accelerator.distributed_type.value})", file=sys.stderr)
-
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    world, rank = accelerator.num_processes, accelerator.process_index
-    # --batch-size is the global batch (the paper's 64 is over all GPUs): each process takes its share.
-    if config.batch_size % world:
-        raise ValueError(f"--batch-size {config.batch_size} does not split over {world} processes; use a multiple of {world}.")
-    per_rank = config.batch_size // world
-    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=f"train {config.method}",
-                    disable=not accelerator.is_main_process)
-    for step in progress:
-        started = time.perf_counter()
-        indices = batch_indices(len(examples), config.batch_size, step, config.seed)
-        batch = collate([examples[i] for i in indices[rank * per_rank : (rank + 1) * per_rank]], pad_id)
-        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        parts = trainable(batch)
-        if not torch.isfinite(parts.total):
-            raise FloatingPointError(f"Loss became {parts.total.item()} at step {step}; lower --lr.")
-        accelerator.backward(parts.total)
-        accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if accelerator.is_main_process:
-            record = {"step": step, "lr": scheduler.get_last_lr()[0], "loss": parts.total.item(), "lm": parts.lm.item(),
-                      "cv": parts.cv.item(), "seconds": round(time.perf_counter() - started, 3)}
-            with open(out / LOG_FILE, "a") as log:
-                log.write(json.dumps(record) + "\n")
-            progress.set_postfix(loss=f"{record['loss']:.3f}", lm=f"{record['lm']:.3f}", cv=f"{record['cv']:.4f}")
-            if held_out and ((config.eval_every and (step + 1) % config.eval_every == 0) or step + 1 == config.steps):
-                eval_lm = held_out_lm(accelerator.unwrap_model(trainable), held_out, pad_id, accelerator.device, config.batch_size)
-                with open(out / LOG_FILE, "a") as log:
-                    log.write(json.dumps({"step": step, "eval_lm": eval_lm, "eval_examples": len(held_out)}) + "\n")
-                progress.write(f"step {step + 1}: held-out L_LM {eval_lm:.4f} on {len(held_out)} examples")
-        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
-            rng_by_rank = gather_object([rng_state()])  # every rank takes part; rank 0 writes
-            if accelerator.is_main_process:
-                save_checkpoint(accelerator.unwrap_model(trainable), optimizer, scheduler, step + 1, out, rng_by_rank)
-        accelerator.wait_for_everyone()
+    return TrainingRun(config, accelerator, out, rows, examples, dropped, held_out, trainable, parameters, optimizer,
+                       scheduler, start, pad_id)
 
-    final = out / FINAL_DIR
-    if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(trainable)
+
+def optimise_step(run: TrainingRun, step: int) -> LossParts:
+    """One AdamW step on this process's share of the step's global batch."""
+    config, accelerator = run.config, run.accelerator
+    per_rank = config.batch_size // accelerator.num_processes
+    rank = accelerator.process_index
+    indices = batch_indices(len(run.examples), config.batch_size, step, config.seed)
+    batch = collate([run.examples[i] for i in indices[rank * per_rank : (rank + 1) * per_rank]], run.pad_id)
+    batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    parts = run.trainable(batch)
+    if not torch.isfinite(parts.total):
+        raise FloatingPointError(f"Loss became {parts.total.item()} at step {step}; lower --lr.")
+    accelerator.backward(parts.total)
+    accelerator.clip_grad_norm_(run.parameters, config.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return parts
+
+
+def log_step(run: TrainingRun, step: int, parts: LossParts, seconds: float, progress: tqdm) -> None:
+    """The step's line in log.jsonl and the progress bar; the held-out L_LM when it is due."""
+    record = {"step": step, "lr": run.scheduler.get_last_lr()[0], "loss": parts.total.item(), "lm": parts.lm.item(),
+              "cv": parts.cv.item(), "seconds": round(seconds, 3)}
+    with open(run.out / LOG_FILE, "a") as log:
+        log.write(json.dumps(record) + "\n")
+    progress.set_postfix(loss=f"{record['loss']:.3f}", lm=f"{record['lm']:.3f}", cv=f"{record['cv']:.4f}")
+    config = run.config
+    if run.held_out and ((config.eval_every and (step + 1) % config.eval_every == 0) or step + 1 == config.steps):
+        eval_lm = held_out_lm(run.accelerator.unwrap_model(run.trainable), run.held_out, run.pad_id, run.accelerator.device,
+                              config.batch_size)
+        with open(run.out / LOG_FILE, "a") as log:
+            log.write(json.dumps({"step": step, "eval_lm": eval_lm, "eval_examples": len(run.held_out)}) + "\n")
+        progress.write(f"step {step + 1}: held-out L_LM {eval_lm:.4f} on {len(run.held_out)} examples")
+
+
+def write_final(run: TrainingRun) -> Path:
+    """final/: the generator in bf16 (or the PEFT adapter) with its model card."""
+    final = run.out / FINAL_DIR
+    if run.is_main:
+        unwrapped = run.accelerator.unwrap_model(run.trainable)
         unwrapped.eval()
-        save_model(unwrapped, final, dtype=torch.bfloat16 if config.method == "loragen" else None)
-        write_model_card(config, rows, len(examples), dropped, out, final)
-        print(f"Final {config.method} model written to {final}", file=sys.stderr)
+        unwrapped.save(final, dtype=torch.bfloat16 if run.config.method == "loragen" else None)
+        write_model_card(run.config, run.rows, len(run.examples), run.dropped, run.out, final)
+        print(f"Final {run.config.method} model written to {final}", file=sys.stderr)
     return final
 
 
