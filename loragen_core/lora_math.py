@@ -179,7 +179,3 @@ def unmerge_lora(model: nn.Module) -> None:
     for name in getattr(model, _MERGED_ATTR, set()):
         modules[name].weight.copy_(pristine[name])
     setattr(model, _MERGED_ATTR, set())
-
-
-def is_merged(model: nn.Module) -> bool:
-    return bool(getattr(model, _MERGED_ATTR, None))

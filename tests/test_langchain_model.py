@@ -220,8 +220,20 @@ def test_streaming_on_tiny_models_adds_up_to_invoke(tiny_runtime):
 def test_create_agent_streams_messages_on_tiny_models(tiny_runtime):
     tools, _ = recording_tools()
     graph = create_agent(LoRAGenChatModel(runtime=tiny_runtime, max_new_tokens=8), tools)
-    events = list(graph.stream({"messages": conversation("Edges?")}, stream_mode="messages"))
-    assert events and all(getattr(message, "type", "") in ("AIMessageChunk", "ai", "tool") for message, _ in events)
+    events = [message for message, _ in graph.stream({"messages": conversation("Edges?")}, stream_mode="messages")]
+    invoked = graph.invoke({"messages": conversation("Edges?")})["messages"][len(conversation("Edges?")):]
+
+    # Message by message, the stream adds up to what invoke returns: each AI message's chunks (one id)
+    # join to its text and tool calls, and the tool results come in the same order.
+    streamed_ai: dict[str, list] = {}
+    for message in events:
+        if message.type == "AIMessageChunk":
+            streamed_ai.setdefault(message.id, []).append(message)
+    joined = [sum(chunks[1:], chunks[0]) for chunks in streamed_ai.values()]
+    assert [m.content for m in joined] == [m.content for m in invoked if m.type == "ai"]
+    assert [[c["name"] for c in m.tool_calls] for m in joined] == [[c["name"] for c in m.tool_calls] for m in invoked if m.type == "ai"]
+    assert [m.content for m in events if m.type == "tool"] == [m.content for m in invoked if m.type == "tool"]
+    assert any(m.content for m in joined), "the tiny model writes something"
 
 
 # ---- the real default model with the shipped generator -----------------------------------------
