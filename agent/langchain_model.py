@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import queue
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -57,6 +55,7 @@ from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
 from .parsing import ACTION, FINAL_ANSWER, IMAGE_PATH, OBSERVATION_STOP, grounded_answer, ParsedTurn, format_hint, parse_turn, tool_step_text
 from .modes import DEFAULT_MODE, check_mode, edge_text, uses_adapter
 from .runtime import LoRAGenRuntime, RuntimeCompletion
+from .streaming import stream_in_thread
 
 MAX_TOOLS = 32  # GPT4Tools prompts list 2-5 tools; 32 keeps the system prompt within the cloud LM's reading
 
@@ -146,20 +145,8 @@ class LoRAGenChatModel(BaseChatModel):
         # After a tool result the answer may be replaced by that result (grounding), so it is not
         # shown before it is final: it arrives in one piece.
         hold = bool(tools) and _last_result(_after_last_human(messages)) is not None
-        events: queue.Queue = queue.Queue()
-
-        def work() -> None:
-            try:
-                events.put(("done", self._respond(messages, stop, tools, on_text=lambda t: events.put(("text", t)))))
-            except BaseException as failure:  # re-raised in the consumer's thread
-                events.put(("error", failure))
-
-        threading.Thread(target=work, name="loragen-stream", daemon=True).start()
         written, shown = "", ""
-        while True:
-            kind, value = events.get()
-            if kind == "error":
-                raise value
+        for kind, value in stream_in_thread(lambda on_text: self._respond(messages, stop, tools, on_text=on_text)):
             if kind == "done":
                 break
             written += value

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from agent import Agent, AgentResult, LoRAGenRuntime
+from agent.streaming import stream_in_thread
 from loragen_core.adapter_service import AdapterResult
 from tools.registry import ToolRegistry, UnknownToolError
 from tools.workspace import Workspace
@@ -125,23 +127,14 @@ class ChatSession:
 def stream_while_running(
     run: Callable[[Callable[[str], None]], AgentResult], every: float = 0.5
 ) -> Iterator[str | AgentResult]:
-    """Call `run(on_text)` in a worker thread; yield the text so far every `every` seconds, then the
-    result (or raise what `run` raised)."""
-    pieces: list[str] = []
-    outcome: dict = {}
-    done = threading.Event()
-
-    def work() -> None:
-        try:
-            outcome["result"] = run(pieces.append)
-        except BaseException as failure:  # re-raised in the caller's thread below
-            outcome["error"] = failure
-        finally:
-            done.set()
-
-    threading.Thread(target=work, name="agent-run", daemon=True).start()
-    while not done.wait(every):
-        yield "".join(pieces)
-    if "error" in outcome:
-        raise outcome["error"]
-    yield outcome["result"]
+    """Call `run(on_text)` in a worker thread; yield the text so far at most every `every` seconds
+    (a browser need not redraw for each token), then the result (or raise what `run` raised)."""
+    text, shown_at = "", time.monotonic()
+    for kind, value in stream_in_thread(run, name="agent-run"):
+        if kind == "done":
+            yield value
+            return
+        text += value
+        if time.monotonic() - shown_at >= every:
+            shown_at = time.monotonic()
+            yield text

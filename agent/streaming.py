@@ -1,0 +1,38 @@
+"""Stream a decode that reports its text through a callback: the one worker thread behind the UI's
+live chat and LoRAGenChatModel's `stream`.
+
+    for kind, value in stream_in_thread(lambda on_text: agent.run(..., on_text=on_text)):
+        "text": a piece as it is decoded;  "done": the result, last
+
+What the worker raises is raised in the consumer's thread, after the pieces it wrote.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Literal, TypeVar
+
+Result = TypeVar("Result")
+
+
+def stream_in_thread(
+    run: Callable[[Callable[[str], None]], Result], name: str = "loragen-stream"
+) -> Iterator[tuple[Literal["text"], str] | tuple[Literal["done"], Result]]:
+    events: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        try:
+            events.put(("done", run(lambda text: events.put(("text", text)))))
+        except BaseException as failure:  # re-raised in the consumer's thread below
+            events.put(("error", failure))
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    while True:
+        kind, value = events.get()
+        if kind == "error":
+            raise value
+        yield kind, value
+        if kind == "done":
+            return
