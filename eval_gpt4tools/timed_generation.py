@@ -23,7 +23,7 @@ import torch
 from transformers import CompileConfig, StaticCache, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from loragen_core.edge_runtime import RowEnds
+from loragen_core.edge_runtime import RowEnds, greedy_generate
 from loragen_core.prefix_cache import rewind
 
 DECODERS = ("dynamic", "static", "compiled")
@@ -102,17 +102,9 @@ class Decoder:
         prompt_length = input_ids.shape[1]
         clock = _FirstTokenClock()
         extra = {"compile_config": self.compile_config} if self.compile_config is not None else {}
-        output = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            stopping_criteria=StoppingCriteriaList([RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id)]),
-            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            streamer=clock,
-            cache=cache,
-            **extra,
-        )
+        ends = RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id)
+        output = greedy_generate(self.model, self.tokenizer, input_ids, torch.ones_like(input_ids), max_new_tokens,
+                                 stopping_criteria=StoppingCriteriaList([ends]), streamer=clock, cache=cache, **extra)
         new = output[0, prompt_length:]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         finished = time.perf_counter()

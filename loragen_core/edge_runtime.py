@@ -142,6 +142,19 @@ class _CallbackStreamer(BaseStreamer):
             self.emitted = len(text)
 
 
+def pad_token_id(tokenizer) -> int:
+    """Padding for generate and for left-padded batches: the pad token, else EOS (id 0 is a real id)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def greedy_generate(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+                    **options) -> torch.Tensor:
+    """The one greedy decode behind every mode and benchmark: `model.generate` without sampling, padded
+    by `pad_token_id`; `options` carry the end rule, grammar, streamer and cache."""
+    return model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                          do_sample=False, pad_token_id=pad_token_id(tokenizer), **options)
+
+
 class EdgeModel:
     """One edge LM; `specialize` merges a generated adapter, `reset` restores the base weights.
 
@@ -167,9 +180,7 @@ class EdgeModel:
 
     @property
     def pad_token_id(self) -> int:
-        """Padding for generate and for left-padded batches: the pad token, else EOS (id 0 is a real id)."""
-        pad = self.tokenizer.pad_token_id
-        return pad if pad is not None else self.tokenizer.eos_token_id
+        return pad_token_id(self.tokenizer)
 
     def _constraint(self, grammar: str | GrammarConstraint | None) -> GrammarConstraint | None:
         if grammar is None or isinstance(grammar, GrammarConstraint):
@@ -220,16 +231,9 @@ class EdgeModel:
             streamer = _CallbackStreamer(self.tokenizer, on_text, stop) if on_text else None
             processors = self._grammar_processors([grammar], prompt_length)
             start = time.perf_counter()
-            output = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                stopping_criteria=StoppingCriteriaList(criteria),
-                logits_processor=processors,
-                pad_token_id=self.pad_token_id,
-                streamer=streamer,
-            )
+            output = greedy_generate(self.model, self.tokenizer, input_ids, torch.ones_like(input_ids), max_new_tokens,
+                                     stopping_criteria=StoppingCriteriaList(criteria), logits_processor=processors,
+                                     streamer=streamer)
             seconds = time.perf_counter() - start
         new = output[0, prompt_length:]
         text = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), stop)
@@ -297,16 +301,9 @@ class EdgeModel:
         with self.lock:
             processors = self._grammar_processors(grammars, width) if grammars is not None else None
             start = time.perf_counter()
-            output = self.model.generate(
-                input_ids=input_ids.to(self.model.device),
-                attention_mask=attention_mask.to(self.model.device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                logits_processor=processors,
-                pad_token_id=self.pad_token_id,
-                **length_rule,
-                **({"cache": cache} if cache is not None else {}),
-            )
+            output = greedy_generate(self.model, self.tokenizer, input_ids.to(self.model.device),
+                                     attention_mask.to(self.model.device), max_new_tokens, logits_processor=processors,
+                                     **length_rule, **({"cache": cache} if cache is not None else {}))
             seconds = time.perf_counter() - start
         completions = []
         for i, length in enumerate(prompt_tokens):
