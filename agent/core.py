@@ -44,7 +44,9 @@ from tools.gpt4tools_prompt import PromptParts, prompt_parts, system_prompt_for
 from tools.registry import Tool, ToolRegistry, default_registry
 from tools.workspace import Workspace, WorkspaceError
 
-from .parsing import IMAGE_PATH, OBSERVATION_STOP, PLACEHOLDER, format_hint, grounded_answer, parse_turn, tool_step_text
+from tools.gpt4tools_format import OBSERVATION_STOP
+
+from .parsing import IMAGE_PATH, PLACEHOLDER, format_hint, grounded_answer, parse_turn, tool_step_text
 from .modes import DEFAULT_MODE, ICL, check_mode, edge_text, uses_adapter
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 

@@ -52,7 +52,9 @@ from tools.registry import ToolDefinitionError, check_tool_definition
 
 from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
 
-from .parsing import ACTION, FINAL_ANSWER, IMAGE_PATH, OBSERVATION_STOP, grounded_answer, ParsedTurn, format_hint, parse_turn, tool_step_text
+from tools.gpt4tools_format import ACTION, FINAL_ANSWER, OBSERVATION_STOP
+
+from .parsing import IMAGE_PATH, grounded_answer, ParsedTurn, format_hint, parse_turn, tool_step_text
 from .modes import DEFAULT_MODE, check_mode, edge_text, uses_adapter
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 from .streaming import stream_in_thread

@@ -1,10 +1,6 @@
 """Read one GPT4Tools turn written by the edge model, and write the trace the model reads back.
 
-A turn is either a tool call or a final answer (gpt4tools.md):
-
-    Thought: Do I need to use a tool? Yes          Thought: Do I need to use a tool? No
-    Action: <tool name>                            AI: <response>
-    Action Input: <arguments joined by ", ">
+A turn is either a tool call or a final answer; the format itself is tools/gpt4tools_format.py.
 
 Steps already taken are appended to the edge prompt exactly as the training data's context samples
 write them (eval_gpt4tools/builder.py): the tool-call lines followed by `Observation: <result>`. A
@@ -19,19 +15,14 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tools.gpt4tools_prompt import IMAGE_PATH, prompt_templates
+from tools.gpt4tools_format import (
+    ACTION, ACTION_INPUT, ANSWER_THOUGHT, FINAL_ANSWER, OBSERVATION_STOP, THOUGHT, TOOL_THOUGHT, step_text,
+)
+from tools.gpt4tools_prompt import IMAGE_PATH
 
-THOUGHT = re.compile(r"^\s*Thought:[ \t]*(.*)$", re.MULTILINE)
-ACTION = re.compile(r"^\s*Action:[ \t]*(.*)$", re.MULTILINE)
-ACTION_INPUT = re.compile(r"^\s*Action Input:[ \t]*(.*)$", re.MULTILINE)
-FINAL_ANSWER = re.compile(r"^\s*AI:[ \t]*(.*)$", re.MULTILINE | re.DOTALL)
 # What the training data writes where a tool's output goes ("[output_from_ocr_tool]", "[your response here]"):
 # an answer containing one reports nothing real.
 PLACEHOLDER = re.compile(r"\[[^\]\n]*(?:output|response|result)[^\]\n]*\]", re.IGNORECASE)
-# Decoding stops here: the observation is the tool's to write, not the model's.
-OBSERVATION_STOP = "Observation:"
-TOOL_THOUGHT = "Do I need to use a tool? Yes"
-ANSWER_THOUGHT = "Do I need to use a tool? No"
 
 
 @dataclass(frozen=True)
@@ -77,8 +68,7 @@ def observation_for_model(observation: str) -> str:
 
 def tool_step_text(action: str, action_input: str, observation: str) -> str:
     """One finished step as the edge model reads it back (the builder's context-sample format)."""
-    call = prompt_templates()["LLM_RESPONSE_TOOL_FORMAT"].format(tool_name=action, args=action_input)
-    return call.removesuffix("Observation:\n") + f"Observation: {observation_for_model(observation)}\n"
+    return step_text(action, action_input, observation_for_model(observation))
 
 
 def grounded_answer(answer: str, tool: str, observation: str, is_real: Callable[[str], bool], produced: Sequence[str]) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tools import build_prompt, image_turn, seen_tools, split_prompt
-from tools.gpt4tools_prompt import prompt_templates
+from tools.gpt4tools_format import answer_text, step_text, tool_call_text
 
 from .synthetic_tools import TEXT_TOPICS, synthetic_tools
 from .vocabulary import (
@@ -123,8 +123,6 @@ class SampleBuilder:
         self.natural_share = natural_share
         self.answer_questions = answer_questions
         self.templates = {name: list(tool.get("requests") or request_templates(tool)) for name, tool in self.tools.items()}
-        self.step_format = prompt_templates()["LLM_RESPONSE_TOOL_FORMAT"]
-        self.final_format = prompt_templates()["LLM_RESPONSE_HUMAN_FORMAT"]
 
     def concept(self, name: str) -> str:
         return self.tools[name].get("concept", name)
@@ -232,21 +230,21 @@ class SampleBuilder:
         steps = self.tool_steps(tool_name, image, slots)
         required = [name for name, _, _ in steps]
         prompt = build_prompt(self.tool_list(required), draw_request(), history)
-        trace = "".join(self.step_format.format(tool_name=n, args=a) + o + "\n" for n, a, o in steps)
+        trace = "".join(tool_call_text(n, a) + o + "\n" for n, a, o in steps)
         final = steps[-1][2]
         return {"kind": kind, "gold_tool": tool_name, "instruction": prompt,
-                "output": trace + self.final_format.format(response=final), "_steps": steps, "_final": final}
+                "output": trace + answer_text(final), "_steps": steps, "_final": final}
 
     def context_sample(self) -> dict:
         base = self.tool_sample(self.rng.choice(["tool", "two_step"]))
         steps = base["_steps"]
         cut = self.rng.randint(1, len(steps))  # steps already taken; the target is turn number `cut`
-        done = "".join(self.step_format.format(tool_name=n, args=a).removesuffix("Observation:\n") + f"Observation: {o}\n" for n, a, o in steps[:cut])
+        done = "".join(step_text(n, a, o) for n, a, o in steps[:cut])
         if cut < len(steps):
             name, args, _ = steps[cut]
-            target = self.step_format.format(tool_name=name, args=args)
+            target = tool_call_text(name, args)
         else:
-            target = self.final_format.format(response=base["_final"])
+            target = answer_text(base["_final"])
         return {**base, "kind": "context", "instruction": base["instruction"] + done, "output": target}
 
     def negative_sample(self, question: str) -> dict:
@@ -284,7 +282,7 @@ def build_samples(
     rows = []
     for index, sample in enumerate(samples):
         if sample["kind"] == "negative":
-            sample["output"] = builder.final_format.format(response=answers[sample.pop("question")])
+            sample["output"] = answer_text(answers[sample.pop("question")])
         parts = split_prompt(sample["instruction"])
         rows.append({
             "id": f"seed{seed}-{index}", "kind": sample["kind"], "gold_tool": sample["gold_tool"],

@@ -25,11 +25,12 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from tools.gpt4tools_format import FINAL_ANSWER_DONE
+
 from .adapter import GeneratedLoRA
 from .constrained import GrammarCompiler, GrammarConstraint, GrammarLogitsProcessor
 from .model_loading import LoadedModel
 
-FINAL_ANSWER_DONE = re.compile(r"(^|\n)AI: [^\n]*\n")
 DEFAULT_MAX_NEW_TOKENS = 128
 
 

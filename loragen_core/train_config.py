@@ -38,7 +38,7 @@ class TrainConfig:
     max_edge_tokens: int | None = field(default=None, metadata={"help": "Longer edge sequences are dropped (never truncated)."})
     eval_data: list[str] = field(default_factory=list, metadata={"help": "Held-out JSON-lines files: their answer-token L_LM is logged at the end (and every --eval-every steps)."})
     eval_every: int = field(default=0, metadata={"help": "Held-out evaluation every N steps (0: only at the end)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Method lora: recompute the edge model's activations in the backward pass, about a third more compute for far less memory. Needed for --prompt full on a small machine (batch 8 of ~800 tokens was OOM-killed at 15 GB)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Method lora: recompute the edge model's activations in the backward pass, about a third more compute for far less memory. Needed for --prompt full on a machine with little memory."})
     save_every: int = field(default=25, metadata={"help": "Write a resumable checkpoint every N steps."})
     seed: int = field(default=0, metadata={"help": "Seed for the data order, dropout and initialisation."})
     train_cloud_lora: bool | None = field(default=None, metadata={"help": "Train the cloud LM's q/v LoRA."})

@@ -24,10 +24,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
-from .gpt4tools_prompt import prompt_templates
-
-TOOL_STEP_START = "Thought: Do I need to use a tool? Yes\nAction: "
-ANSWER_START = "Thought: Do I need to use a tool? No\nAI: "
+from .gpt4tools_format import ANSWER_START, OBSERVATION_STOP, TOOL_STEP_START
 
 
 # GPT4Tools describes each tool's input in words; these two sentences are how it says "an image".
@@ -66,9 +63,6 @@ def trace_grammar(
     there is no image to call them on).
     """
     names = list(dict.fromkeys(tool_names))
-    # The templates are the source of the fixed lines; a changed template must change the grammar too.
-    assert prompt_templates()["LLM_RESPONSE_TOOL_FORMAT"].startswith(TOOL_STEP_START)
-    assert prompt_templates()["LLM_RESPONSE_HUMAN_FORMAT"].startswith(ANSWER_START)
     restricted = set(image_tools) & set(names) if image_paths is not None else set()
     free = [name for name in names if name not in restricted]
     calls = []
@@ -81,7 +75,7 @@ def trace_grammar(
         )
     rules = ["start: step* answer"]
     if calls:
-        rules.append(f"step: {_literal(TOOL_STEP_START)} call {_literal(chr(10) + 'Observation:' + chr(10))} LINE {_literal(chr(10))}")
+        rules.append(f"step: {_literal(TOOL_STEP_START)} call {_literal(chr(10) + OBSERVATION_STOP + chr(10))} LINE {_literal(chr(10))}")
         rules.append("call: " + " | ".join(calls))
     else:
         rules[0] = "start: answer"

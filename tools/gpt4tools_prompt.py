@@ -26,7 +26,6 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 HEAD_END = "Previous conversation:\n\n"
 CLOSING_START = "\nGPT4Tools needs to use tools to observe images, not directly imagine them."
 CLOSING_END = "Let's think step by step.\n"
-THOUGHT_START = "Thought: Do I need to use a tool?"  # how every step of a GPT4Tools trace begins
 
 
 class PromptFormatError(ValueError):
@@ -148,6 +147,8 @@ def full_prompt(system_prompt: str, edge_prompt: str) -> str:
     """The full GPT4Tools prompt that `PromptParts` split into `system_prompt` and `edge_prompt` (its
     inverse): the in-context baseline answers the same requests as LoRA-Gen. The trace starts at the
     first "Thought: Do I need to use a tool?" line after "New input:"."""
+    from .gpt4tools_format import THOUGHT_START  # imported here: that module reads this one's templates
+
     at = system_prompt.find(CLOSING_START)
     if at < 0:
         raise PromptFormatError("Not a GPT4Tools system prompt: the closing 'GPT4Tools needs to use tools...' line is missing.")

@@ -34,9 +34,8 @@ from typing import Any
 
 from loragen_core import AdapterResult, GeneratedLoRA
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, Completion, cut_at_stop
-from tools.gpt4tools_grammar import TOOL_STEP_START
+from tools.gpt4tools_format import OBSERVATION_STOP, TOOL_STEP_START
 
-from ..parsing import OBSERVATION_STOP
 from ..runtime import LoRAGenRuntime, RuntimeCompletion
 
 log = logging.getLogger(__name__)
