@@ -46,7 +46,7 @@ from tools.workspace import Workspace, WorkspaceError
 
 from tools.gpt4tools_format import OBSERVATION_STOP
 
-from .parsing import IMAGE_PATH, PLACEHOLDER, format_hint, grounded_answer, parse_turn, tool_step_text
+from .parsing import IMAGE_PATH, PLACEHOLDER, grounded_answer, parse_turn, tool_step_text, with_format_hint
 from .modes import DEFAULT_MODE, ICL, check_mode, edge_text, uses_adapter
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
@@ -231,7 +231,7 @@ class _Run:
         self.user_stop = should_stop
         self.steps: list[Step] = []
         self.completions: list[RuntimeCompletion] = []
-        self.trace, self.hint = "", ""
+        self.trace, self.retrying = "", False  # retrying: the last turn was malformed
         self.failures = 0  # failed tool calls in a row
         self.images = [image] if image else []  # what the conversation has: the user's, then the tools'
         self.answer: str | None = None
@@ -251,7 +251,7 @@ class _Run:
             return
         agent = self.agent
         completion = agent.runtime.complete(
-            _prompt_for(self.parts, self.trace, self.mode, self.hint),
+            _prompt_for(self.parts, self.trace, self.mode, agent.tool_names if self.retrying else None),
             agent.system_prompt if uses_adapter(self.mode) else None,
             agent.max_new_tokens,
             stop=(OBSERVATION_STOP,),
@@ -265,14 +265,14 @@ class _Run:
             self.record(Step(turn.thought, None, None, None, completion.text, "malformed", completion.seconds))
             if self.should_stop():
                 self.error = self._stopped_reason()
-            elif self.hint:
+            elif self.retrying:
                 self.error = (
                     f"The model's reply did not follow the tool-use format twice in a row ({turn.problem}); "
                     f"it wrote: {completion.text.strip()[:200]!r}"
                 )
-            self.hint = format_hint(agent.tool_names)
+            self.retrying = True
             return
-        self.hint = ""
+        self.retrying = False
         if turn.kind == "answer":
             self.record(Step(turn.thought, None, None, None, completion.text, "answer", completion.seconds))
             if not any(s.kind == "tool" for s in self.steps) and PLACEHOLDER.search(turn.answer):
@@ -328,7 +328,7 @@ class _Run:
     def result(self) -> AgentResult:
         agent, first = self.agent, self.completions[0] if self.completions else None
         full_prompt = self.parts.reassemble()
-        edge_prompt = _prompt_for(self.parts, "", self.mode, "")
+        edge_prompt = _prompt_for(self.parts, "", self.mode, None)
         prompt_tokens = first.prompt_tokens if first else agent.runtime.count_prompt_tokens(edge_prompt)
         produced = []
         for step in self.steps:
@@ -364,8 +364,9 @@ def _registry_of(tools: Iterable[Any]) -> ToolRegistry:
     return registry
 
 
-def _prompt_for(parts: PromptParts, trace: str, mode: str, hint: str) -> str:
-    """What the edge model reads in `mode` (agent/modes.py), then the trace, then any format hint."""
+def _prompt_for(parts: PromptParts, trace: str, mode: str, hint_tools: Sequence[str] | None) -> str:
+    """What the edge model reads in `mode` (agent/modes.py), then the trace; `hint_tools`: the retry
+    after a malformed turn, which restates the format with these tool names."""
     prompt = edge_text(dataclasses.replace(parts, trace=trace), mode)
-    return prompt.rstrip("\n") + "\n" + hint if hint else prompt
+    return with_format_hint(prompt, hint_tools) if hint_tools is not None else prompt
 

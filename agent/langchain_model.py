@@ -54,7 +54,7 @@ from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
 
 from tools.gpt4tools_format import ACTION, FINAL_ANSWER, OBSERVATION_STOP
 
-from .parsing import IMAGE_PATH, grounded_answer, ParsedTurn, format_hint, parse_turn, tool_step_text
+from .parsing import IMAGE_PATH, ParsedTurn, grounded_answer, parse_turn, tool_step_text, with_format_hint
 from .modes import DEFAULT_MODE, check_mode, edge_text, uses_adapter
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 from .streaming import stream_in_thread
@@ -186,8 +186,8 @@ class LoRAGenChatModel(BaseChatModel):
         first = completion
         turn = parse_turn(completion.text) if request.tools else None
         if turn is not None and turn.kind == "malformed":
-            hinted = request.prompt.rstrip("\n") + "\n" + format_hint(list(request.tools))
-            completion = runtime.complete(hinted, request.system_prompt, self.max_new_tokens, stops, on_text, **rule)
+            retry = with_format_hint(request.prompt, list(request.tools))
+            completion = runtime.complete(retry, request.system_prompt, self.max_new_tokens, stops, on_text, **rule)
             turn = parse_turn(completion.text)
         return self._message(turn, completion, first, request)
 

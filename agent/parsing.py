@@ -87,8 +87,14 @@ def grounded_answer(answer: str, tool: str, observation: str, is_real: Callable[
     return answer
 
 
-def format_hint(tool_names: list[str]) -> str:
-    """Appended to the edge prompt for the one corrective retry after a malformed turn."""
+def with_format_hint(prompt: str, tool_names: Sequence[str]) -> str:
+    """The prompt of the one corrective retry after a malformed turn (the agent's and the LangChain
+    model's): the same prompt, then the format restated with the tool names."""
+    return prompt.rstrip("\n") + "\n" + format_hint(tool_names)
+
+
+def format_hint(tool_names: Sequence[str]) -> str:
+    """What `with_format_hint` appends."""
     return (
         "Your last reply did not follow the format. Reply with exactly one of:\n"
         f"Thought: {TOOL_THOUGHT}\nAction: one of [{', '.join(tool_names)}]\nAction Input: the input to the action\n"
