@@ -15,11 +15,26 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import LoRAGenConfig
+
 METHODS = ("loragen", "lora")
 RECIPES = {
     "cpu": dict(lr=1e-3, batch_size=8, warmup_steps=20, max_edge_tokens=512, train_cloud_lora=False, train_meta_tokens=False),
     "paper": dict(lr=2e-5, batch_size=64, warmup_steps=50, max_edge_tokens=2048, train_cloud_lora=True, train_meta_tokens=True),
 }
+
+
+def _generator_field(name: str, note: str = "", from_recipe: bool = False):
+    """A run's copy of one `LoRAGenConfig` field: its default and help come from there, so the two
+    cannot drift; `from_recipe`: the default is the --recipe's. (The command line and train_config.json stay one flat namespace: `--r`, `--n-experts`;
+    `train.generator_config` builds the generator's config from them.)"""
+    spec = _GENERATOR_FIELDS[name]
+    if from_recipe:
+        note += " Default: from --recipe (cpu: off, paper: on)."
+    return field(default=None if from_recipe else spec.default, metadata={"help": spec.metadata["help"] + note})
+
+
+_GENERATOR_FIELDS = {spec.name: spec for spec in dataclasses.fields(LoRAGenConfig)}
 
 
 @dataclass
@@ -41,16 +56,16 @@ class TrainConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Method lora: recompute the edge model's activations in the backward pass, about a third more compute for far less memory. Needed for --prompt full on a machine with little memory."})
     save_every: int = field(default=25, metadata={"help": "Write a resumable checkpoint every N steps."})
     seed: int = field(default=0, metadata={"help": "Seed for the data order, dropout and initialisation."})
-    train_cloud_lora: bool | None = field(default=None, metadata={"help": "Train the cloud LM's q/v LoRA."})
-    train_meta_tokens: bool | None = field(default=None, metadata={"help": "Train the meta-token embeddings."})
-    train_routers: bool = field(default=True, metadata={"help": "Train the routers."})
-    train_experts: bool = field(default=True, metadata={"help": "Train the expert pools."})
-    n_experts: int = field(default=8, metadata={"help": "Experts per layer."})
-    top_k: int = field(default=2, metadata={"help": "Experts kept per layer."})
-    r: int = field(default=16, metadata={"help": "LoRA rank (experts, and the lora baseline)."})
-    cv_alpha: float = field(default=0.01, metadata={"help": "Weight of L_cv (0 disables it)."})
-    edge_model: str = field(default="smollm2-135m-instruct", metadata={"help": "Edge LM."})
-    cloud_model: str = field(default="smollm2-135m-instruct", metadata={"help": "Cloud LM."})
+    train_cloud_lora: bool | None = _generator_field("train_cloud_lora", from_recipe=True)
+    train_meta_tokens: bool | None = _generator_field("train_meta_tokens", from_recipe=True)
+    train_routers: bool = _generator_field("train_routers")
+    train_experts: bool = _generator_field("train_experts")
+    n_experts: int = _generator_field("n_experts")
+    top_k: int = _generator_field("top_k")
+    r: int = _generator_field("r", " Also the lora baseline's rank; the generator's lora_alpha is set to r (scale 1).")
+    cv_alpha: float = _generator_field("cv_alpha")
+    edge_model: str = _generator_field("edge_model")
+    cloud_model: str = _generator_field("cloud_model")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
