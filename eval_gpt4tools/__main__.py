@@ -213,6 +213,9 @@ def _add_bench_command(commands) -> None:
     bench.add_argument("--out", type=Path, help="Where bench.json, bench.md and bench.png go (default results/).")
     bench.add_argument("--generator", type=Path, help="Generator checkpoint (default: the shipped one).")
     bench.add_argument("--max-new-tokens", type=int, help=f"Decoding budget, same for all modes (default {DEFAULT_MAX_NEW_TOKENS}).")
+    bench.add_argument("--equal-length", type=int, metavar="N",
+                       help="Every mode writes exactly N tokens (EOS suppressed): latency at equal output length, "
+                            "the like-for-like comparison (default: each mode writes what it writes).")
     bench.add_argument("--decoders", help="KV-cache strategies to try, comma-separated (default dynamic,static,compiled).")
     bench.add_argument("--threads", help="Thread counts to try, e.g. 1,2 (default: 1, torch's default and all cores).")
     bench.add_argument("--finetune-data", type=Path, help="Training JSON lines for the LoRA fine-tuning speed measurement "
@@ -225,7 +228,7 @@ def _bench(args) -> int:
     from .bench import BenchConfig, run_bench
 
     load_test_items(args.data)  # fail fast, with where to get it, before loading any model
-    names = ("out", "limit", "generator", "max_new_tokens", "finetune_steps", "finetune_steps_assumed")
+    names = ("out", "limit", "generator", "max_new_tokens", "equal_length", "finetune_steps", "finetune_steps_assumed")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}  # absent: BenchConfig's default
     if args.decoders:
         options["decoders"] = tuple(d for d in args.decoders.split(",") if d)

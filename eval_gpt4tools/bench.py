@@ -61,6 +61,10 @@ class BenchConfig:
     limit: int = 50
     generator: Path | None = None  # a generator checkpoint; default: the shipped one (or a seeded fresh one)
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    # Every mode writes exactly this many tokens (EOS suppressed): end-to-end latency at equal output
+    # length, the like-for-like comparison. None: each mode writes what it writes (the trained adapter
+    # makes loragen write full traces, the untrained full prompt short ones).
+    equal_length: int | None = None
     decoders: tuple[str, ...] = DECODERS  # KV-cache strategies the tuning phase tries
     threads: tuple[int, ...] | None = None  # thread counts it tries (default: 1, torch's default, all cores)
     tune_items: int = 2
@@ -70,6 +74,8 @@ class BenchConfig:
     finetune_steps_assumed: int = 200  # steps a fine-tune for a new tool set is assumed to need (trainer default)
 
     def __post_init__(self) -> None:
+        if self.equal_length is not None and self.equal_length < 2:
+            raise ValueError("--equal-length must be at least 2 (the first token is the TTFT).")
         if self.limit < 1 or self.tune_items < 1:
             raise ValueError("--limit and the number of tuning items must be at least 1.")
         unknown = set(self.decoders) - set(DECODERS)
@@ -207,19 +213,20 @@ class Servers:
 
     def serve(self, mode: str, item: dict) -> TimedCompletion:
         """One timed request: from the prompt text to the decoded answer."""
-        budget = self.config.max_new_tokens
+        exact = self.config.equal_length is not None
+        budget = self.config.equal_length if exact else self.config.max_new_tokens
         started = time.perf_counter()
         if mode == "icl":
             decoder = self.decoders["base"]
-            return decoder.generate(self.base.chat_input_ids(item["instruction"]), started, budget, decoder.fresh_cache())
+            return decoder.generate(self.base.chat_input_ids(item["instruction"]), started, budget, decoder.fresh_cache(), exact)
         if mode == "icl_prefix_cache":
             decoder = self.decoders["base"]
             split = split_chat_prompt(self.base.tokenizer, item["instruction"], verify=False)
             cache = self.prefixes.continuation(self.prefixes.prefill(split), into=decoder.static_cache)
-            return decoder.generate(split.input_ids, started, budget, cache)
+            return decoder.generate(split.input_ids, started, budget, cache, exact)
         edge_text = split_prompt(item["instruction"]).edge_prompt
         decoder = self.decoders["merged" if mode == "loragen" else "peft"]
-        return decoder.generate(self.merged.chat_input_ids(edge_text), started, budget, decoder.fresh_cache())
+        return decoder.generate(self.merged.chat_input_ids(edge_text), started, budget, decoder.fresh_cache(), exact)
 
 
 # ----------------------------------------------------------------------------------------- tuning
@@ -360,10 +367,9 @@ def run_bench(config: BenchConfig, generator: LoRAGenerator | None = None, write
         work = Path(scratch)
         servers = Servers(generator, config, work)
         all_items = items + spare
-        full_length = _round_up(max(servers.base.count_prompt_tokens(i["instruction"]) for i in all_items) + config.max_new_tokens)
-        edge_length = _round_up(
-            max(servers.base.count_prompt_tokens(split_prompt(i["instruction"]).edge_prompt) for i in all_items) + config.max_new_tokens
-        )
+        budget = max(config.max_new_tokens, config.equal_length or 0)
+        full_length = _round_up(max(servers.base.count_prompt_tokens(i["instruction"]) for i in all_items) + budget)
+        edge_length = _round_up(max(servers.base.count_prompt_tokens(split_prompt(i["instruction"]).edge_prompt) for i in all_items) + budget)
         decoding = tune_decoding(servers, tuning, config, full_length)
         torch.set_num_threads(decoding["chosen"]["threads"])
 

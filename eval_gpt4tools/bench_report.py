@@ -132,6 +132,14 @@ def _mb(n: float) -> str:
     return f"{n / 2**20:.1f} MB"
 
 
+def _length_rule(config: dict) -> str:
+    if config.get("equal_length"):
+        return (f"**Equal output length**: every mode writes exactly {config['equal_length']} tokens (EOS suppressed), "
+                "so latency ratios compare the same amount of work.")
+    return ("Each mode writes what it writes (up to the budget): latency ratios also reflect output length; "
+            "run with `--equal-length N` for the like-for-like comparison.")
+
+
 def markdown_report(results: dict) -> str:
     m, modes, ratios = results["machine"], results["modes"], results["ratios"]
     spec, memory, decoding = results["specialization"], results["memory_per_task_bytes"], results["decoding"]
@@ -140,6 +148,7 @@ def markdown_report(results: dict) -> str:
         f"{m['transformers']}; threads {m['threads_used']}; load average at start {m['load_average_at_start']}.",
         f"{results['n_items']} GPT4Tools test items, modes interleaved; decoder `{decoding['chosen']['decoder']}`; "
         f"generator: {GENERATOR_STATE[results['generator_trained']]}.",
+        _length_rule(results["config"]),
         "",
         "| mode | median TTFT (s) | p90 TTFT (s) | median latency (s) | p90 latency (s) | decode tok/s | prompt tokens | new tokens | peak RSS (MB) | peak RSS over start (MB) | TTFT / latency vs icl | vs icl_prefix_cache |",
         "|" + "---|" * 12,

@@ -94,17 +94,22 @@ class Decoder:
         return rewind(self.static_cache) if self.static_cache is not None else None
 
     @torch.inference_mode()
-    def generate(self, input_ids: torch.Tensor, started: float, max_new_tokens: int, cache=None) -> TimedCompletion:
+    def generate(self, input_ids: torch.Tensor, started: float, max_new_tokens: int, cache=None,
+                 exact_length: bool = False) -> TimedCompletion:
         """Decode after `input_ids` (the whole prompt, even when `cache` already holds a prefix of it);
-        `started` is the request's `time.perf_counter()` start."""
+        `started` is the request's `time.perf_counter()` start. `exact_length`: write exactly
+        `max_new_tokens` tokens (no end rule, EOS suppressed), for speed at equal output length."""
         if self.static_cache is not None and input_ids.shape[1] + max_new_tokens > self.cache_length:
             raise ValueError(f"Prompt of {input_ids.shape[1]} tokens + {max_new_tokens} new exceeds the static cache.")
         prompt_length = input_ids.shape[1]
         clock = _FirstTokenClock()
         extra = {"compile_config": self.compile_config} if self.compile_config is not None else {}
-        ends = RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id)
+        if exact_length:
+            extra["min_new_tokens"] = max_new_tokens
+        else:
+            extra["stopping_criteria"] = StoppingCriteriaList([RowEnds(self.tokenizer, prompt_length, self.tokenizer.eos_token_id)])
         output = greedy_generate(self.model, self.tokenizer, input_ids, torch.ones_like(input_ids), max_new_tokens,
-                                 stopping_criteria=StoppingCriteriaList([ends]), streamer=clock, cache=cache, **extra)
+                                 streamer=clock, cache=cache, **extra)
         new = output[0, prompt_length:]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         finished = time.perf_counter()

@@ -95,13 +95,17 @@ def test_the_full_prompt_is_rebuilt_from_its_system_and_edge_parts():
         full_prompt("no closing line", "New input: hi")
 
 
-def test_bench_writes_every_mode_with_the_required_keys(tiny_dirs, tmp_path, loragen_home):
-    data = tmp_path / "items.json"
-    data.write_text(json.dumps(_items(5)))
-    generator = build_generator(LoRAGenConfig(
+def _tiny_generator(tiny_dirs):
+    return build_generator(LoRAGenConfig(
         cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]), n_experts=4, r=4, lora_alpha=8,
         router_hidden=16, cloud_lora_r=4, expert_b_init_std=0.5, seed=3,
     ))
+
+
+def test_bench_writes_every_mode_with_the_required_keys(tiny_dirs, tmp_path, loragen_home):
+    data = tmp_path / "items.json"
+    data.write_text(json.dumps(_items(5)))
+    generator = _tiny_generator(tiny_dirs)
     config = BenchConfig(
         out=tmp_path / "results", data=data, limit=2, max_new_tokens=BUDGET, decoders=("dynamic", "static"), threads=(1,),
         tune_items=1, finetune_data=None,
@@ -138,6 +142,19 @@ def test_bench_writes_every_mode_with_the_required_keys(tiny_dirs, tmp_path, lor
     assert [(v["decoder"], v["threads"]) for v in decoding["variants"]] == expected
     assert decoding["chosen"]["same_tokens_as_baseline"] and decoding["profile_before"]
     assert "| icl_prefix_cache |" in (config.out / "bench.md").read_text()
+
+
+def test_equal_length_makes_every_mode_write_exactly_that_many_tokens(tiny_dirs, tmp_path, loragen_home):
+    data = tmp_path / "items.json"
+    data.write_text(json.dumps(_items(4)))
+    config = BenchConfig(out=tmp_path / "results", data=data, limit=2, max_new_tokens=3, equal_length=7,
+                         decoders=("dynamic",), threads=(1,), tune_items=1, finetune_data=None)
+    results = run_bench(config, generator=_tiny_generator(tiny_dirs))
+    written = {(m, served["new_tokens"]) for item in results["items"] for m, served in item["modes"].items()}
+    assert written == {(mode, 7) for mode in MODES}  # the budget of 3 does not cut it; EOS does not end it
+    assert "every mode writes exactly 7 tokens" in (config.out / "bench.md").read_text()
+    with pytest.raises(ValueError, match="--equal-length"):
+        BenchConfig(equal_length=1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
