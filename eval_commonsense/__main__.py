@@ -3,7 +3,8 @@
 With no subcommand: the main job — icl, loragen and loragen-1shot (and lora, given --adapter) on
 --limit-per-task items per task (default 300), then the table.
 
-    run         run one mode over the tasks (resumable)
+    harness     score one mode with lm-evaluation-harness itself (its formats, acc and acc_norm)
+    run         run one mode over the tasks (resumable; the old chat-template format)
     table       gather finished runs into results/commonsense_table2.{json,md,png}
     compare     paired, item-by-item comparison of finished runs (exact McNemar test)
     build-data  training data from the five seen tasks, for `python -m loragen_core.train --data`
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from loragen_core.errors import USER_ERRORS
 
+from .harness import HARNESS_MODES
 from .prompts import DEFAULT_SHOTS, MODES
 from .runner import RunConfig, RunSummary
 from .tasks import DEFAULT_DATA_DIR, TASKS
@@ -46,6 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--adapter", type=Path, default=None, help="PEFT LoRA directory (mode lora).")
     run_cmd.add_argument("--generator", type=Path, default=None, help="Generator checkpoint (loragen modes; default: the shipped one).")
     run_cmd.add_argument("--edge-model", default=None, help="Edge LM for icl and lora (default: the embedded SmolLM2).")
+
+    harness = commands.add_parser("harness", help="Score one mode with lm-evaluation-harness itself.", description=_harness_doc(),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    harness.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=f"Commonsense data (default {DEFAULT_DATA_DIR}).")
+    harness.add_argument("--mode", choices=HARNESS_MODES, required=True)
+    harness.add_argument("--limit-per-task", type=int, default=MAIN_JOB_LIMIT, help=f"Fixed subset of N items per task (default {MAIN_JOB_LIMIT}).")
+    harness.add_argument("--tasks", nargs="+", default=None, choices=[t.name for t in TASKS], help="Default: all eight.")
+    harness.add_argument("--shots", type=int, default=DEFAULT_SHOTS, help=f"k: icl's shots and a loragen system prompt's examples (default {DEFAULT_SHOTS}).")
+    harness.add_argument("--out", type=Path, default=None, help="Run directory (default runs/commonsense-harness/<mode>); rerun to resume.")
+    harness.add_argument("--adapter", type=Path, default=None, help="PEFT LoRA directory (mode lora).")
+    harness.add_argument("--generator", type=Path, default=None, help="Generator checkpoint (loragen modes; default: the shipped commonsense one).")
+    harness.add_argument("--batch-size", type=int, default=16, help="Log-likelihood requests per forward pass (default 16).")
 
     table = commands.add_parser("table", help="Gather finished runs (their metrics.json) into one table.")
     table.add_argument("runs", nargs="*", type=Path, help=f"Run directories (default: {DEFAULT_RUNS_DIR}/<mode> for each mode present).")
@@ -76,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             return _compare(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "harness":
+            return _harness(args)
         return _main_job(args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
@@ -88,6 +104,29 @@ def _add_common(parser: argparse.ArgumentParser, suppress: bool = False) -> None
     parser.add_argument("--data-dir", type=Path, default=default(None), help=f"Commonsense data (default {DEFAULT_DATA_DIR}).")
     parser.add_argument("--shots", type=int, default=default(DEFAULT_SHOTS), help=f"k: examples in each task's system prompt (default {DEFAULT_SHOTS}).")
     parser.add_argument("--shot-seed", type=int, default=default(0), help="Seed of the shots drawn for each task's system prompt.")
+
+
+def _harness_doc() -> str:
+    from . import harness
+
+    return harness.__doc__
+
+
+def _harness(args) -> int:
+    from .harness_run import HarnessConfig, run_harness
+
+    config = HarnessConfig(
+        mode=args.mode, out=args.out or Path("runs") / "commonsense-harness" / args.mode, data_dir=getattr(args, "data_dir", None),
+        limit_per_task=args.limit_per_task, tasks=tuple(args.tasks or [t.name for t in TASKS]), shots=args.shots,
+        adapter=args.adapter, generator=args.generator, batch_size=args.batch_size,
+    )
+    summary = run_harness(config)
+    print(f"| task | items | acc | acc_norm |\n|---|---|---|---|")
+    for name, row in summary["tasks"].items():
+        norm = f"{100 * row['acc_norm']:.1f}" if row["acc_norm"] is not None else "-"
+        print(f"| {name} | {row['n']} | {100 * row['acc']:.1f} | {norm} |")
+    print(f"summary.json and tasks/ in {config.out}")
+    return 0
 
 
 def _runner_doc() -> str:

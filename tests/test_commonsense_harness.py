@@ -1,0 +1,87 @@
+"""The commonsense tasks scored by lm-evaluation-harness itself: each local item reaches the harness's
+own task in the harness's own format (the conformance check), and a harness run scores, resumes and
+refuses another run's directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval_commonsense.harness import HARNESS_TASKS, plan, write_task
+from eval_commonsense.harness_run import HarnessConfig, run_harness
+from eval_commonsense.tasks import DEFAULT_DATA_DIR
+
+needs_data = pytest.mark.skipif(
+    not DEFAULT_DATA_DIR.is_dir(), reason=f"the commonsense data is not at {DEFAULT_DATA_DIR} (../shared/data/commonsense)"
+)
+
+
+def _harness_task(tmp_path, task, items, pool):
+    from lm_eval.tasks import TaskManager
+
+    name = write_task(tmp_path, task, items, pool)
+    return TaskManager(include_path=str(tmp_path)).load([name])["tasks"][name]
+
+
+def _expected(task_name: str, item) -> tuple:
+    """(context, choices, target) as the harness's task files define them, from our parsed item."""
+    q, options, gold = item.question, list(item.options), item.gold
+    if task_name in ("ARC-Challenge", "ARC-Easy", "PIQA"):
+        return f"Question: {q}\nAnswer:", options, gold
+    if task_name == "OpenBookQA":
+        return q, options, gold
+    if task_name == "BoolQ":  # options ("true", "false") → the harness's ("no", "yes")
+        return f"Question: {q.rstrip('?')}?\nAnswer:", ["no", "yes"], 1 - gold
+    if task_name == "SocialIQA":
+        return f"Q: {q}\nA:", options, gold
+    if task_name == "HellaSwag":
+        return " ".join(q.split()), [" ".join(o.split()) for o in options], gold
+    if task_name == "WinoGrande":  # partial scoring: the sentence up to the blank, filled by each option
+        blank = q.index("_")
+        return gold, [q[:blank] + o for o in options], q[blank + 1 :].strip()
+    raise AssertionError(task_name)
+
+
+@needs_data
+def test_every_task_reaches_the_harness_in_its_own_format(tmp_path):
+    for task, items, pool in plan(tuple(HARNESS_TASKS), 4, None):
+        (tmp_path / task.directory).mkdir()
+        harness_task = _harness_task(tmp_path / task.directory, task, items, pool[:3])
+        docs = list(harness_task.validation_docs())
+        assert len(docs) == len(items) == 4
+        for item, doc in zip(items, docs):
+            context, choices, target = _expected(task.name, item)
+            got = (harness_task.doc_to_text(doc), harness_task.doc_to_choice(doc), harness_task.doc_to_target(doc))
+            if task.name == "HellaSwag":  # the harness's preprocessing also collapses blanks
+                got = (" ".join(got[0].split()), [" ".join(c.split()) for c in got[1]], int(got[2]))
+            assert got == (context, choices, target), (task.name, item.id)
+        assert len(list(harness_task.fewshot_docs())) == 3, "the shot pool is the harness's few-shot split"
+
+
+@pytest.mark.real_model
+@needs_data
+def test_a_harness_run_scores_each_item_resumes_and_refuses_another_runs_directory(tmp_path):
+    config = HarnessConfig(mode="base", out=tmp_path / "run", tasks=("PIQA", "WinoGrande"), limit_per_task=6)
+    summary = run_harness(config)
+    assert set(summary["tasks"]) == {"PIQA", "WinoGrande"} and summary["scorer"] == "lm-evaluation-harness"
+    piqa = json.loads((config.out / "tasks" / "piqa.json").read_text())
+    assert piqa["n"] == 6 and len(piqa["rights"]) == 6 and piqa["acc_norm"] is not None
+    assert piqa["acc"] == pytest.approx(sum(piqa["rights"].values()) / 6)  # acc is the mean of the items' acc
+
+    before = (config.out / "tasks" / "piqa.json").stat().st_mtime_ns
+    run_harness(config)  # finished tasks are not run again
+    assert (config.out / "tasks" / "piqa.json").stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="other settings"):
+        run_harness(HarnessConfig(mode="icl", out=config.out, tasks=("PIQA",), limit_per_task=6))
+
+
+@pytest.mark.real_model
+@needs_data
+def test_loragen_mode_merges_the_adapter_of_a_system_prompt_written_in_the_harness_format(tmp_path):
+    config = HarnessConfig(mode="loragen", out=tmp_path / "run", tasks=("PIQA",), limit_per_task=3, shots=2)
+    run_harness(config)
+    record = json.loads((config.out / "tasks" / "piqa.json").read_text())
+    prompt = record["specialisation"]["system_prompt"]
+    assert prompt.startswith("Task: choose the solution") and prompt.count("Question: ") == 2 and prompt.count("\nAnswer: ") == 2
+    assert len(record["specialisation"]["adapter_hash"]) == 64 and record["num_fewshot"] == 0
