@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     harness.add_argument("--generator", type=Path, default=None, help="Generator checkpoint (loragen modes; default: the shipped commonsense one).")
     harness.add_argument("--batch-size", type=int, default=16, help="Log-likelihood requests per forward pass (default 16).")
 
+    harness_table = commands.add_parser("harness-table", help="Table 2 from harness runs, with the paired tests of its targets.")
+    harness_table.add_argument("runs", nargs="+", help="NAME=RUN_DIR for each row (names lora, loragen, icl get the paired targets).")
+    harness_table.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="Where commonsense_harness_table2.{json,md} go.")
+
     table = commands.add_parser("table", help="Gather finished runs (their metrics.json) into one table.")
     table.add_argument("runs", nargs="*", type=Path, help=f"Run directories (default: {DEFAULT_RUNS_DIR}/<mode> for each mode present).")
     table.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="Where commonsense_table2.{json,md,png} go.")
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "harness":
             return _harness(args)
+        if args.command == "harness-table":
+            return _harness_table(args)
         return _main_job(args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
@@ -126,6 +132,21 @@ def _harness(args) -> int:
         norm = f"{100 * row['acc_norm']:.1f}" if row["acc_norm"] is not None else "-"
         print(f"| {name} | {row['n']} | {100 * row['acc']:.1f} | {norm} |")
     print(f"summary.json and tasks/ in {config.out}")
+    return 0
+
+
+def _harness_table(args) -> int:
+    from .harness_report import HARNESS_TABLE_STEM, write_harness_table
+
+    named = []
+    for spec in args.runs:
+        name, sep, directory = spec.partition("=")
+        if not sep or not name or not directory:
+            raise ValueError(f"Give each row as NAME=RUN_DIR, not {spec!r}.")
+        named.append((name, Path(directory)))
+    _, text = write_harness_table(named, args.results)
+    print(text)
+    print(f"Written to {args.results / HARNESS_TABLE_STEM}.json and .md")
     return 0
 
 

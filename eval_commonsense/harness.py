@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,8 @@ class TaskResult:
     acc: float
     acc_norm: float | None
     rights: dict  # item id → acc (1.0 / 0.0), for paired tests
+    mean_context_tokens: float  # what the model reads before the first option (shots included)
+    seconds: float  # the harness's wall time for the task
 
 
 def evaluate_task(lm, directory: Path, task: Task, items: list[Item], shots: list[Item], num_fewshot: int,
@@ -150,14 +153,18 @@ def evaluate_task(lm, directory: Path, task: Task, items: list[Item], shots: lis
     from lm_eval.tasks import TaskManager
 
     name = write_task(directory, task, items, shots)
+    started = time.perf_counter()
     output = simple_evaluate(
         model=lm, tasks=[name], task_manager=TaskManager(include_path=str(directory)), num_fewshot=num_fewshot,
         log_samples=True, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
     )
     metrics = output["results"][name]
     samples = output["samples"][name]
+    seconds = time.perf_counter() - started
     rights = {items[s["doc_id"]].id: float(s["acc"]) for s in samples}
-    return TaskResult(task.name, len(samples), metrics["acc,none"], metrics.get("acc_norm,none"), rights)
+    contexts = [len(lm.tok_encode(s["arguments"][0][0])) for s in samples]
+    return TaskResult(task.name, len(samples), metrics["acc,none"], metrics.get("acc_norm,none"), rights,
+                      sum(contexts) / len(contexts), seconds)
 
 
 def shot_text(task_object, doc: dict) -> str:

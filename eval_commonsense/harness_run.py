@@ -139,11 +139,11 @@ def run_harness(config: HarnessConfig) -> dict:
                     result = evaluate_task(specialist.lm, work, task, items, pool, config.num_fewshot, config.seed)
                 finally:
                     specialist.restore()
-            record = {**asdict(result), "seconds": time.perf_counter() - started, "specialisation": specialisation,
+            record = {**asdict(result), "wall_seconds": time.perf_counter() - started, "specialisation": specialisation,
                       "num_fewshot": config.num_fewshot, **specialist.notes}
             write_text_atomic(_task_file(config, task), json.dumps(record, indent=2) + "\n")
             norm = f", acc_norm {result.acc_norm:.3f}" if result.acc_norm is not None else ""
-            say(f"{config.mode} {task.name}: acc {result.acc:.3f}{norm} on {result.n} items ({record['seconds']:.0f} s)")
+            say(f"{config.mode} {task.name}: acc {result.acc:.3f}{norm} on {result.n} items ({result.seconds:.0f} s)")
     summary = _summary(config, machine)
     write_text_atomic(config.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -159,5 +159,5 @@ def _summary(config: HarnessConfig, machine: dict) -> dict:
         path = config.out / "tasks" / f"{next(t for t in TASKS if t.name == name).directory}.json"
         if path.is_file():
             record = json.loads(path.read_text())
-            tasks[name] = {k: record[k] for k in ("n", "acc", "acc_norm", "num_fewshot", "seconds")}
+            tasks[name] = {k: record[k] for k in ("n", "acc", "acc_norm", "num_fewshot", "seconds", "mean_context_tokens")}
     return {"mode": config.mode, "scorer": "lm-evaluation-harness", "config": config.identity(), "tasks": tasks, "machine": machine}

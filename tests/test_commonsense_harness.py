@@ -85,3 +85,35 @@ def test_loragen_mode_merges_the_adapter_of_a_system_prompt_written_in_the_harne
     prompt = record["specialisation"]["system_prompt"]
     assert prompt.startswith("Task: choose the solution") and prompt.count("Question: ") == 2 and prompt.count("\nAnswer: ") == 2
     assert len(record["specialisation"]["adapter_hash"]) == 64 and record["num_fewshot"] == 0
+
+
+def _fake_run(directory, tasks: dict[str, dict[str, float]]):
+    """A finished harness run: task name → item id → acc."""
+    from eval_commonsense.tasks import TASKS_BY_NAME
+
+    (directory / "tasks").mkdir(parents=True)
+    summary = {"mode": directory.name, "tasks": {}, "machine": {"cpu": "test"}}
+    for name, rights in tasks.items():
+        acc = sum(rights.values()) / len(rights)
+        record = {"n": len(rights), "acc": acc, "acc_norm": None, "num_fewshot": 0, "seconds": 1.0, "mean_context_tokens": 10.0,
+                  "rights": rights}
+        (directory / "tasks" / f"{TASKS_BY_NAME[name].directory}.json").write_text(json.dumps(record))
+        summary["tasks"][name] = {k: record[k] for k in ("n", "acc", "acc_norm", "num_fewshot", "seconds", "mean_context_tokens")}
+    (directory / "summary.json").write_text(json.dumps(summary))
+    return directory
+
+
+def test_the_harness_table_pairs_loragen_with_lora_on_the_seen_items_and_with_icl_on_each_unseen_task(tmp_path):
+    from eval_commonsense.harness_report import write_harness_table
+
+    seen = {f"BoolQ/test/{i}": 1.0 for i in range(6)}
+    loragen = _fake_run(tmp_path / "loragen", {"BoolQ": seen, "PIQA": {"PIQA/test/0": 1.0, "PIQA/test/1": 0.0}})
+    lora = _fake_run(tmp_path / "lora", {"BoolQ": {**seen, "BoolQ/test/0": 0.0, "BoolQ/test/1": 0.0}})
+    icl = _fake_run(tmp_path / "icl", {"PIQA": {"PIQA/test/0": 0.0, "PIQA/test/1": 0.0}})
+    rows, text = write_harness_table([("loragen", loragen), ("lora", lora), ("icl", icl)], tmp_path / "results")
+
+    assert [r["method"] for r in rows] == ["loragen", "lora", "icl"] and rows[0]["PIQA"] == 0.5 and rows[0]["AVE"] is None
+    pairs = json.loads((tmp_path / "results" / "commonsense_harness_table2.json").read_text())["paired"]
+    assert [(p["a"], p["b"], p["metric"], p["only_a"], p["only_b"]) for p in pairs] == [
+        ("loragen", "lora", "acc, seen tasks pooled", 2, 0), ("loragen", "icl", "acc, PIQA", 1, 0)]
+    assert "| loragen | lora |" in text

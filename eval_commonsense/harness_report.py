@@ -1,0 +1,117 @@
+"""Table 2 from harness-scored runs: one row per mode, the eight tasks' acc, AVE, HAR, what the model
+reads, time per item; and the paired tests behind the issue's targets.
+
+    python -m eval_commonsense harness-table base=runs/commonsense-harness/base icl=runs/commonsense-harness/icl ...
+
+Targets (paired, exact McNemar on the items both rows scored):
+    loragen vs lora   on the seen tasks' items pooled (HAR is not an item-level score; the pooled
+                      test says whether one is right on more of the same items)
+    loragen vs icl    on each unseen task
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from loragen_core.atomic import write_text_atomic
+from loragen_core.paired import compare_pair, markdown_pairs
+
+from .report import SHORT, TASK_NAMES
+from .scoring import average, harmonic_mean
+from .tasks import SEEN_TASKS, UNSEEN_TASKS, TASKS_BY_NAME
+
+HARNESS_TABLE_STEM = "commonsense_harness_table2"
+
+
+def load_run(directory: Path) -> dict:
+    """A finished run's summary and every task's item-level acc."""
+    summary_path = Path(directory) / "summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{directory} has no summary.json: run `python -m eval_commonsense harness --out {directory}` first.")
+    summary = json.loads(summary_path.read_text())
+    rights = {}
+    for name in summary["tasks"]:
+        record = json.loads((Path(directory) / "tasks" / f"{TASKS_BY_NAME[name].directory}.json").read_text())
+        rights[name] = record["rights"]
+    return {**summary, "rights": rights}
+
+
+def table_row(method: str, run: dict) -> dict:
+    tasks = run["tasks"]
+    accs = {name: tasks[name]["acc"] for name in TASK_NAMES if name in tasks}
+    complete = len(accs) == len(TASK_NAMES)
+    return {
+        "method": method,
+        **{name: accs.get(name) for name in TASK_NAMES},
+        "AVE": average(list(accs.values())) if complete else None,
+        "HAR": harmonic_mean(list(accs.values())) if complete else None,
+        "seen_HAR": harmonic_mean([accs[t] for t in SEEN_TASKS]) if all(t in accs for t in SEEN_TASKS) else None,
+        "unseen_AVE": average([accs[t] for t in UNSEEN_TASKS]) if all(t in accs for t in UNSEEN_TASKS) else None,
+        "acc_norm": {name: tasks[name]["acc_norm"] for name in TASK_NAMES if name in tasks},
+        "mean_context_tokens": statistics.fmean(tasks[n]["mean_context_tokens"] for n in tasks),
+        "seconds_per_item": sum(tasks[n]["seconds"] for n in tasks) / sum(tasks[n]["n"] for n in tasks),
+        "n_per_task": {name: tasks[name]["n"] for name in tasks},
+        "num_fewshot": sorted({tasks[n]["num_fewshot"] for n in tasks}),
+    }
+
+
+def paired_targets(runs: dict[str, dict]) -> list:
+    """The issue's comparisons, where both rows are present."""
+    results = []
+
+    def pooled(run: dict, tasks) -> dict:
+        return {item: right >= 1.0 for task in tasks for item, right in run["rights"].get(task, {}).items()}
+
+    if "loragen" in runs and "lora" in runs:
+        results.append(compare_pair("loragen", pooled(runs["loragen"], SEEN_TASKS), "lora", pooled(runs["lora"], SEEN_TASKS),
+                                    "acc, seen tasks pooled"))
+    if "loragen" in runs and "icl" in runs:
+        for task in UNSEEN_TASKS:
+            if task in runs["loragen"]["rights"] and task in runs["icl"]["rights"]:
+                results.append(compare_pair("loragen", pooled(runs["loragen"], (task,)), "icl", pooled(runs["icl"], (task,)),
+                                            f"acc, {task}"))
+    return results
+
+
+def _percent(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def markdown(rows: list[dict], pairs: list, machine: dict | None) -> str:
+    header = ["method", *(SHORT[t] for t in TASK_NAMES), "AVE", "HAR", "context tokens", "s / item", "n per task"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        counts = "/".join(str(c) for c in sorted(set(row["n_per_task"].values())))
+        lines.append("| " + " | ".join([row["method"], *(_percent(row[t]) for t in TASK_NAMES), _percent(row["AVE"]),
+                                        _percent(row["HAR"]), f"{row['mean_context_tokens']:.0f}",
+                                        f"{row['seconds_per_item']:.3f}", counts]) + " |")
+    text = "\n".join(lines) + (
+        f"\n\nacc (%) as lm-evaluation-harness scores it (its formats and continuations). * unseen tasks "
+        f"({', '.join(UNSEEN_TASKS)}). context tokens: mean tokens before the first option, shots included. "
+        "s / item: the harness's wall time per scored item (log-likelihood of every option).\n"
+    )
+    if any(row["acc_norm"] for row in rows):
+        text += "\nacc_norm (%) where the task defines it:\n\n| method | " + " | ".join(
+            SHORT[t] for t in TASK_NAMES) + " |\n|" + "---|" * (len(TASK_NAMES) + 1) + "\n"
+        for row in rows:
+            text += f"| {row['method']} | " + " | ".join(_percent(row["acc_norm"].get(t)) for t in TASK_NAMES) + " |\n"
+    if pairs:
+        text += "\nPaired tests (exact McNemar):\n\n" + markdown_pairs(pairs)
+    if machine:
+        text += (f"\nMachine: {machine.get('cpu')}, {machine.get('cores')} cores; torch {machine.get('torch')}; "
+                 f"load average at start {machine.get('load_average_at_start')}.\n")
+    return text
+
+
+def write_harness_table(named_runs: list[tuple[str, Path]], results_dir: Path) -> tuple[list[dict], str]:
+    runs = {name: load_run(directory) for name, directory in named_runs}
+    rows = [table_row(name, run) for name, run in runs.items()]
+    pairs = paired_targets(runs)
+    machine = next(iter(runs.values()))["machine"] if runs else None
+    text = markdown(rows, pairs, machine)
+    payload = {"rows": rows, "paired": [p.to_dict() for p in pairs], "runs": {n: str(d) for n, d in named_runs}, "machine": machine}
+    write_text_atomic(results_dir / f"{HARNESS_TABLE_STEM}.json", json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(results_dir / f"{HARNESS_TABLE_STEM}.md", text)
+    return rows, text
