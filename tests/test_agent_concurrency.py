@@ -181,3 +181,24 @@ def test_chat_models_with_different_tools_in_threads_match_sequential_calls(gene
     with ThreadPoolExecutor(max_workers=6) as pool:
         outputs = list(pool.map(lambda i: bound[i % 3].invoke(request), range(12)))
     assert [(r.content, r.response_metadata["adapter_hash"]) for r in outputs] == [expected[i % 3] for i in range(12)]
+
+
+def test_stream_in_thread_yields_the_pieces_then_the_result_and_raises_what_the_worker_raised():
+    from agent.streaming import stream_in_thread
+
+    def writes(on_text):
+        for piece in ("a", "b", "c"):
+            on_text(piece)
+        return "done"
+
+    assert list(stream_in_thread(writes)) == [("text", "a"), ("text", "b"), ("text", "c"), ("done", "done")]
+
+    def fails(on_text):
+        on_text("partial")
+        raise KeyError("worker failed")
+
+    seen = []
+    with pytest.raises(KeyError, match="worker failed"):
+        for event in stream_in_thread(fails):
+            seen.append(event)
+    assert seen == [("text", "partial")]
