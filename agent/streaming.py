@@ -2,7 +2,7 @@
 live chat and LoRAGenChatModel's `stream`.
 
     for kind, value in stream_in_thread(lambda on_text: agent.run(..., on_text=on_text)):
-        "text": a piece as it is decoded;  "done": the result, last
+        "text": a piece as it is decoded;  "done": the result, last;  "idle": nothing new (opt-in)
 
 What the worker raises is raised in the consumer's thread, after the pieces it wrote.
 """
@@ -18,8 +18,10 @@ Result = TypeVar("Result")
 
 
 def stream_in_thread(
-    run: Callable[[Callable[[str], None]], Result], name: str = "loragen-stream"
-) -> Iterator[tuple[Literal["text"], str] | tuple[Literal["done"], Result]]:
+    run: Callable[[Callable[[str], None]], Result], name: str = "loragen-stream", idle_every: float | None = None
+) -> Iterator[tuple[Literal["text"], str] | tuple[Literal["idle"], None] | tuple[Literal["done"], Result]]:
+    """`idle_every`: also yield ("idle", None) after that many seconds without an event, so a caller
+    that shows progress (the UI) can refresh while nothing is written (adapter generation, a slow tool)."""
     events: queue.Queue = queue.Queue()
 
     def work() -> None:
@@ -30,7 +32,11 @@ def stream_in_thread(
 
     threading.Thread(target=work, name=name, daemon=True).start()
     while True:
-        kind, value = events.get()
+        try:
+            kind, value = events.get(timeout=idle_every)
+        except queue.Empty:
+            yield "idle", None
+            continue
         if kind == "error":
             raise value
         yield kind, value

@@ -11,6 +11,8 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import time
+
 import pytest
 
 from agent import Agent, LoRAGenChatModel, LoRAGenRuntime
@@ -202,3 +204,10 @@ def test_stream_in_thread_yields_the_pieces_then_the_result_and_raises_what_the_
         for event in stream_in_thread(fails):
             seen.append(event)
     assert seen == [("text", "partial")]
+
+    def slow(on_text):
+        time.sleep(0.3)
+        return "late"
+
+    events = list(stream_in_thread(slow, idle_every=0.05))
+    assert events[-1] == ("done", "late") and ("idle", None) in events  # a caller can refresh while nothing is written

@@ -130,11 +130,11 @@ def stream_while_running(
     """Call `run(on_text)` in a worker thread; yield the text so far at most every `every` seconds
     (a browser need not redraw for each token), then the result (or raise what `run` raised)."""
     text, shown_at = "", time.monotonic()
-    for kind, value in stream_in_thread(run, name="agent-run"):
+    for kind, value in stream_in_thread(run, name="agent-run", idle_every=every):
         if kind == "done":
             yield value
             return
-        text += value
-        if time.monotonic() - shown_at >= every:
+        text += value or ""
+        if time.monotonic() - shown_at >= every:  # also while nothing is written: the chat shows it is working
             shown_at = time.monotonic()
             yield text
