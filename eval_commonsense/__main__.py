@@ -131,7 +131,7 @@ def _harness(args) -> int:
     for name, row in summary["tasks"].items():
         norm = f"{100 * row['acc_norm']:.1f}" if row["acc_norm"] is not None else "-"
         print(f"| {name} | {row['n']} | {100 * row['acc']:.1f} | {norm} |")
-    print(f"summary.json and tasks/ in {config.out}")
+    print(f"summary.json and tasks.jsonl in {config.out}")
     return 0
 
 

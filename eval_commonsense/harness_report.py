@@ -17,10 +17,12 @@ from pathlib import Path
 
 from loragen_core.atomic import write_text_atomic
 from loragen_core.paired import compare_pair, markdown_pairs
+from loragen_core.resumable_run import read_records
 
 from .report import SHORT, TASK_NAMES
+from .harness_run import TASKS_LOG
 from .scoring import average, harmonic_mean
-from .tasks import SEEN_TASKS, UNSEEN_TASKS, TASKS_BY_NAME
+from .tasks import SEEN_TASKS, UNSEEN_TASKS
 
 HARNESS_TABLE_STEM = "commonsense_harness_table2"
 
@@ -31,11 +33,8 @@ def load_run(directory: Path) -> dict:
     if not summary_path.is_file():
         raise FileNotFoundError(f"{directory} has no summary.json: run `python -m eval_commonsense harness --out {directory}` first.")
     summary = json.loads(summary_path.read_text())
-    rights = {}
-    for name in summary["tasks"]:
-        record = json.loads((Path(directory) / "tasks" / f"{TASKS_BY_NAME[name].directory}.json").read_text())
-        rights[name] = record["rights"]
-    return {**summary, "rights": rights}
+    records = read_records(Path(directory) / TASKS_LOG)
+    return {**summary, "rights": {name: records[name]["rights"] for name in summary["tasks"]}}
 
 
 def table_row(method: str, run: dict) -> dict:

@@ -1,9 +1,9 @@
 """One mode of the harness-scored Table 2 over the tasks, task by task, resumable (harness.py says how).
 
-Run directory:
+Run directory (loragen_core/resumable_run.py, as every benchmark run of the project):
     run_config.json     the mode and what it depends on (a resume must match it)
-    tasks/<task>.json   one finished task: n, acc, acc_norm, and every item's acc (for paired tests)
-    summary.json        all finished tasks and the machine, rewritten after each task
+    tasks.jsonl         one line per finished task: n, acc, acc_norm, and every item's acc (paired tests)
+    summary.json        all finished tasks and the machine, written at the end
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from pathlib import Path
 from loragen_core.atomic import write_text_atomic
 from loragen_core.errors import say
 from loragen_core.machine import machine_info
+from loragen_core.resumable_run import open_resumable_run
 
 from .harness import HARNESS_MODES, HARNESS_TASKS, evaluate_task, plan, shot_text, write_task
 from .prompts import DEFAULT_SHOTS
 from .tasks import TASKS, Task
+
+TASKS_LOG = "tasks.jsonl"
+SUMMARY_KEYS = ("n", "acc", "acc_norm", "num_fewshot", "seconds", "mean_context_tokens")
 
 
 @dataclass
@@ -64,7 +68,6 @@ class Specialist:
     edge: object = None
     service: object = None
     lm: object = None
-    trained: bool | None = None
     notes: dict = field(default_factory=dict)
 
     def load(self) -> None:
@@ -78,7 +81,6 @@ class Specialist:
         if config.mode.startswith("loragen"):
             directory = config.generator or DEFAULT_CHECKPOINT.parent / "commonsense"
             generator = load_generator(directory)
-            self.trained = True
             self.notes["generator"] = str(directory)
             self.service = AdapterService(generator)
             self.edge = EdgeModel(load_causal_lm(generator.config.edge_model))
@@ -119,13 +121,9 @@ class Specialist:
 def run_harness(config: HarnessConfig) -> dict:
     """Every task of `config` not finished in its run directory; returns the summary."""
     work_plan = plan(config.tasks, config.limit_per_task, config.data_dir)  # every file read before any model loads
-    (config.out / "tasks").mkdir(parents=True, exist_ok=True)
-    identity_path = config.out / "run_config.json"
-    if identity_path.is_file() and json.loads(identity_path.read_text()) != config.identity():
-        raise ValueError(f"{config.out} holds a run with other settings; use another --out.")
-    write_text_atomic(identity_path, json.dumps(config.identity(), indent=2) + "\n")
+    log_path, done = open_resumable_run(config.out, config.identity(), TASKS_LOG, ValueError)
     machine = machine_info()
-    todo = [(task, items, pool) for task, items, pool in work_plan if not _task_file(config, task).is_file()]
+    todo = [(task, items, pool) for task, items, pool in work_plan if task.name not in done]
     if todo:
         specialist = Specialist(config)
         specialist.load()
@@ -139,25 +137,14 @@ def run_harness(config: HarnessConfig) -> dict:
                     result = evaluate_task(specialist.lm, work, task, items, pool, config.num_fewshot, config.seed)
                 finally:
                     specialist.restore()
-            record = {**asdict(result), "wall_seconds": time.perf_counter() - started, "specialisation": specialisation,
-                      "num_fewshot": config.num_fewshot, **specialist.notes}
-            write_text_atomic(_task_file(config, task), json.dumps(record, indent=2) + "\n")
+            record = {"id": task.name, **asdict(result), "wall_seconds": time.perf_counter() - started,
+                      "specialisation": specialisation, "num_fewshot": config.num_fewshot, **specialist.notes}
+            with log_path.open("a") as log:
+                log.write(json.dumps(record) + "\n")
+            done[task.name] = record
             norm = f", acc_norm {result.acc_norm:.3f}" if result.acc_norm is not None else ""
             say(f"{config.mode} {task.name}: acc {result.acc:.3f}{norm} on {result.n} items ({result.seconds:.0f} s)")
-    summary = _summary(config, machine)
+    tasks = {name: {k: done[name][k] for k in SUMMARY_KEYS} for name in config.tasks if name in done}
+    summary = {"mode": config.mode, "scorer": "lm-evaluation-harness", "config": config.identity(), "tasks": tasks, "machine": machine}
     write_text_atomic(config.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _task_file(config: HarnessConfig, task: Task) -> Path:
-    return config.out / "tasks" / f"{task.directory}.json"
-
-
-def _summary(config: HarnessConfig, machine: dict) -> dict:
-    tasks = {}
-    for name in config.tasks:
-        path = config.out / "tasks" / f"{next(t for t in TASKS if t.name == name).directory}.json"
-        if path.is_file():
-            record = json.loads(path.read_text())
-            tasks[name] = {k: record[k] for k in ("n", "acc", "acc_norm", "num_fewshot", "seconds", "mean_context_tokens")}
-    return {"mode": config.mode, "scorer": "lm-evaluation-harness", "config": config.identity(), "tasks": tasks, "machine": machine}

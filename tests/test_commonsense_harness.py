@@ -9,8 +9,9 @@ import json
 import pytest
 
 from eval_commonsense.harness import HARNESS_TASKS, plan, write_task
-from eval_commonsense.harness_run import HarnessConfig, run_harness
+from eval_commonsense.harness_run import SUMMARY_KEYS, TASKS_LOG, HarnessConfig, run_harness
 from eval_commonsense.tasks import DEFAULT_DATA_DIR
+from loragen_core.resumable_run import read_records
 
 needs_data = pytest.mark.skipif(
     not DEFAULT_DATA_DIR.is_dir(), reason=f"the commonsense data is not at {DEFAULT_DATA_DIR} (../shared/data/commonsense)"
@@ -65,14 +66,14 @@ def test_a_harness_run_scores_each_item_resumes_and_refuses_another_runs_directo
     config = HarnessConfig(mode="base", out=tmp_path / "run", tasks=("PIQA", "WinoGrande"), limit_per_task=6)
     summary = run_harness(config)
     assert set(summary["tasks"]) == {"PIQA", "WinoGrande"} and summary["scorer"] == "lm-evaluation-harness"
-    piqa = json.loads((config.out / "tasks" / "piqa.json").read_text())
+    piqa = read_records(config.out / TASKS_LOG)["PIQA"]
     assert piqa["n"] == 6 and len(piqa["rights"]) == 6 and piqa["acc_norm"] is not None
     assert piqa["acc"] == pytest.approx(sum(piqa["rights"].values()) / 6)  # acc is the mean of the items' acc
 
-    before = (config.out / "tasks" / "piqa.json").stat().st_mtime_ns
+    before = (config.out / TASKS_LOG).read_text()
     run_harness(config)  # finished tasks are not run again
-    assert (config.out / "tasks" / "piqa.json").stat().st_mtime_ns == before
-    with pytest.raises(ValueError, match="other settings"):
+    assert (config.out / TASKS_LOG).read_text() == before
+    with pytest.raises(ValueError, match="different configuration"):
         run_harness(HarnessConfig(mode="icl", out=config.out, tasks=("PIQA",), limit_per_task=6))
 
 
@@ -81,7 +82,7 @@ def test_a_harness_run_scores_each_item_resumes_and_refuses_another_runs_directo
 def test_loragen_mode_merges_the_adapter_of_a_system_prompt_written_in_the_harness_format(tmp_path):
     config = HarnessConfig(mode="loragen", out=tmp_path / "run", tasks=("PIQA",), limit_per_task=3, shots=2)
     run_harness(config)
-    record = json.loads((config.out / "tasks" / "piqa.json").read_text())
+    record = read_records(config.out / TASKS_LOG)["PIQA"]
     prompt = record["specialisation"]["system_prompt"]
     assert prompt.startswith("Task: choose the solution") and prompt.count("Question: ") == 2 and prompt.count("\nAnswer: ") == 2
     assert len(record["specialisation"]["adapter_hash"]) == 64 and record["num_fewshot"] == 0
@@ -89,16 +90,16 @@ def test_loragen_mode_merges_the_adapter_of_a_system_prompt_written_in_the_harne
 
 def _fake_run(directory, tasks: dict[str, dict[str, float]]):
     """A finished harness run: task name → item id → acc."""
-    from eval_commonsense.tasks import TASKS_BY_NAME
-
-    (directory / "tasks").mkdir(parents=True)
+    directory.mkdir(parents=True)
     summary = {"mode": directory.name, "tasks": {}, "machine": {"cpu": "test"}}
+    lines = []
     for name, rights in tasks.items():
         acc = sum(rights.values()) / len(rights)
-        record = {"n": len(rights), "acc": acc, "acc_norm": None, "num_fewshot": 0, "seconds": 1.0, "mean_context_tokens": 10.0,
-                  "rights": rights}
-        (directory / "tasks" / f"{TASKS_BY_NAME[name].directory}.json").write_text(json.dumps(record))
-        summary["tasks"][name] = {k: record[k] for k in ("n", "acc", "acc_norm", "num_fewshot", "seconds", "mean_context_tokens")}
+        record = {"id": name, "n": len(rights), "acc": acc, "acc_norm": None, "num_fewshot": 0, "seconds": 1.0,
+                  "mean_context_tokens": 10.0, "rights": rights}
+        lines.append(json.dumps(record) + "\n")
+        summary["tasks"][name] = {k: record[k] for k in SUMMARY_KEYS}
+    (directory / TASKS_LOG).write_text("".join(lines))
     (directory / "summary.json").write_text(json.dumps(summary))
     return directory
 
