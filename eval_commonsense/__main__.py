@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--prompts-per-task", type=int, default=16,
                        help="Fixed pool of system prompts per task (default 16); 0: a fresh draw of shots for every row.")
     build.add_argument("--seed", type=int, default=0, help="The same seed gives the same file.")
+    build.add_argument("--format", choices=("harness", "chat"), default="harness",
+                       help="harness (default): lm-evaluation-harness's plain-text format, what `harness` scores; "
+                            "chat: the old runner's chat format (`run`).")
 
     args = parser.parse_args(argv)
     try:
@@ -222,7 +225,8 @@ def _build_data(args) -> int:
 
     from .build_data import build_rows
 
-    rows = build_rows(getattr(args, "data_dir", None), args.rows_per_task, args.shots, args.prompts_per_task, args.seed)
+    rows = build_rows(getattr(args, "data_dir", None), args.rows_per_task, args.shots, args.prompts_per_task, args.seed,
+                      format=args.format)
     path = write_jsonl(rows, args.out)
     per_task = Counter(r["kind"] for r in rows)
     prompts = len({r["system_prompt"] for r in rows})

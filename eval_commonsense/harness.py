@@ -167,12 +167,41 @@ def evaluate_task(lm, directory: Path, task: Task, items: list[Item], shots: lis
                       sum(contexts) / len(contexts), seconds)
 
 
-def shot_text(task_object, doc: dict) -> str:
-    """A solved example as the harness writes a shot: its doc_to_text, the delimiter, the gold choice."""
+def load_harness_tasks(directory: Path, specs: list[tuple[Task, list[Item], list[Item]]]) -> dict:
+    """task name → the harness's own task object over its items (its validation docs, after its
+    process_docs) and shots. One TaskManager for all: indexing the harness's tasks takes seconds."""
+    from lm_eval.tasks import TaskManager
+
+    names = {task.name: write_task(directory, task, items, shots) for task, items, shots in specs}
+    loaded = TaskManager(include_path=str(directory)).load(list(names.values()))["tasks"]
+    return {task_name: loaded[name] for task_name, name in names.items()}
+
+
+def load_harness_task(directory: Path, task: Task, items: list[Item], shots: list[Item]):
+    return load_harness_tasks(directory, [(task, items, shots)])[task.name]
+
+
+def solved_pair(task_object, doc: dict) -> tuple[str, str]:
+    """(context, continuation) of a solved example as the harness scores it: its doc_to_text, then
+    the target delimiter and the gold choice. Only tasks with one context per doc (not WinoGrande's
+    partial scoring, whose context differs per option)."""
+    context = task_object.doc_to_text(doc)
+    if not isinstance(context, str):
+        raise ValueError(f"{task_object.config.task}: one context per option (partial scoring); no single solved example.")
     target = task_object.doc_to_target(doc)
     choices = task_object.doc_to_choice(doc)
     answer = choices[target] if isinstance(target, int) else target
-    return f"{task_object.doc_to_text(doc)}{task_object.config.target_delimiter}{answer}"
+    return context, f"{task_object.config.target_delimiter}{answer}"
+
+
+def shot_text(task_object, doc: dict) -> str:
+    """A solved example as the harness writes a shot."""
+    return "".join(solved_pair(task_object, doc))
+
+
+def harness_system_prompt(task: Task, shots: list[str]) -> str:
+    """What the generator reads: the task description and the solved shots, as harness shots."""
+    return f"{task.description}\n\nExamples:\n\n" + "\n\n".join(shots) if shots else task.description
 
 
 def plan(tasks: tuple[str, ...], limit_per_task: int | None, data_dir: Path | None) -> list[tuple[Task, list[Item], list[Item]]]:

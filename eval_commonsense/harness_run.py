@@ -20,7 +20,7 @@ from loragen_core.errors import say
 from loragen_core.machine import machine_info
 from loragen_core.resumable_run import open_resumable_run
 
-from .harness import HARNESS_MODES, HARNESS_TASKS, evaluate_task, plan, shot_text, write_task
+from .harness import HARNESS_MODES, HARNESS_TASKS, evaluate_task, harness_system_prompt, load_harness_task, plan, shot_text
 from .prompts import DEFAULT_SHOTS
 from .tasks import TASKS, Task
 
@@ -96,13 +96,9 @@ class Specialist:
 
     def system_prompt(self, task: Task, pool: list, work: Path) -> str:
         """The task description and k solved shots, each written as the harness writes a shot."""
-        from lm_eval.tasks import TaskManager
-
         shots = random.Random(f"{task.name}:{self.config.seed}").sample(pool, self.config.shots)
-        name = write_task(work, task, shots, shots)
-        task_object = TaskManager(include_path=str(work)).load([name])["tasks"][name]
-        docs = list(task_object.validation_docs())
-        return f"{task.description}\n\nExamples:\n\n" + "\n\n".join(shot_text(task_object, doc) for doc in docs)
+        task_object = load_harness_task(work, task, shots, shots)
+        return harness_system_prompt(task, [shot_text(task_object, doc) for doc in task_object.validation_docs()])
 
     def specialise(self, task: Task, pool: list, work: Path) -> dict:
         if not self.config.mode.startswith("loragen"):

@@ -4,8 +4,12 @@ Each row needs `system_prompt` (what the generator reads), `edge_prompt` (what t
 sees) and `output` (the answer to learn); `instruction` (the full prompt) is needed only to train the
 in-context LoRA baseline. `python -m eval_gpt4tools build-data` writes such files.
 
-The edge sequence is the chat-formatted user turn exactly as `EdgeModel.chat_input_ids` builds it at
-inference, then the answer and the end-of-turn token; only the answer is labelled.
+A row's optional `template` says how the edge model reads it (only the answer is labelled):
+    chat  (default) the chat-formatted user turn exactly as `EdgeModel.chat_input_ids` builds it at
+          inference, then the answer and the end-of-turn token
+    text  plain text, no chat template, no end-of-turn token: the prompt as a context and the output as
+          its continuation, tokenized as lm-evaluation-harness scores a continuation (the commonsense
+          tasks' harness format)
 """
 
 from __future__ import annotations
@@ -54,13 +58,33 @@ def load_rows(paths: list[str | Path], need_instruction: bool = False) -> list[d
     return rows
 
 
-def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, output: str) -> tuple[list[int], list[int]]:
+TEMPLATES = ("chat", "text")
+
+
+def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, output: str, template: str = "chat") -> tuple[list[int], list[int]]:
+    if template == "text":
+        return encode_continuation(tokenizer, prompt, output)
+    if template != "chat":
+        raise TrainingDataError(f"Unknown template {template!r}; a row's template is one of {', '.join(TEMPLATES)}.")
     encoded = tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
     prompt_ids = encoded["input_ids"][0].tolist()
     answer_ids = tokenizer(output + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
     return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+
+
+def encode_continuation(tokenizer: PreTrainedTokenizerBase, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """As lm-evaluation-harness's HFLM encodes a (context, continuation) pair: the context's trailing
+    blanks move to the continuation, the pair is encoded whole and split where the context's tokens
+    end, so the learnt tokens are the ones the harness scores."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    answer_ids = whole[len(context_ids):]
+    return context_ids + answer_ids, [IGNORE_INDEX] * len(context_ids) + answer_ids
 
 
 def encode_rows(
@@ -70,7 +94,7 @@ def encode_rows(
     a cut answer would teach the model to stop mid-call)."""
     examples, dropped = [], 0
     for row in rows:
-        input_ids, labels = encode_example(tokenizer, row[prompt_field], row["output"])
+        input_ids, labels = encode_example(tokenizer, row[prompt_field], row["output"], row.get("template") or "chat")
         if len(input_ids) > max_tokens:
             dropped += 1
             continue

@@ -88,6 +88,51 @@ def test_loragen_mode_merges_the_adapter_of_a_system_prompt_written_in_the_harne
     assert len(record["specialisation"]["adapter_hash"]) == 64 and record["num_fewshot"] == 0
 
 
+@needs_data
+def test_harness_format_training_rows_are_the_harness_s_own_solved_examples(tmp_path):
+    from eval_commonsense.build_data import build_rows
+    from eval_commonsense.tasks import SEEN_TASKS, get_task, load_items
+
+    rows = build_rows(rows_per_task=6, shots=2, prompts_per_task=2, seed=3)
+    assert {r["kind"] for r in rows} == set(SEEN_TASKS) and len(rows) == 30 and {r["template"] for r in rows} == {"text"}
+    for name in SEEN_TASKS:  # each row is the harness's (context, delimiter + gold choice) for its train item
+        task = get_task(name)
+        mine = [r for r in rows if r["kind"] == name]
+        by_id = {item.id: item for item in load_items(task, "train")}
+        items = [by_id[r["id"]] for r in mine]
+        (tmp_path / name).mkdir()
+        harness_task = _harness_task(tmp_path / name, task, items, items[:1])
+        for row, doc in zip(mine, harness_task.validation_docs()):
+            choices = harness_task.doc_to_choice(doc)
+            assert row["edge_prompt"] == harness_task.doc_to_text(doc)
+            assert row["output"] == " " + choices[harness_task.doc_to_target(doc)]
+            assert row["system_prompt"].startswith(task.description) and row["system_prompt"].count("\n\n") == 3  # 2 shots
+            assert row["edge_prompt"] + row["output"] not in row["system_prompt"]  # never its own example
+    boolq = [r["output"] for r in rows if r["kind"] == "BoolQ"]
+    assert set(boolq) <= {" yes", " no"}
+
+
+@pytest.mark.real_model
+def test_text_rows_are_tokenized_as_the_harness_scores_a_continuation():
+    from lm_eval.models.huggingface import HFLM
+
+    from loragen_core import load_causal_lm
+    from loragen_core.edge_runtime import EdgeModel
+    from loragen_core.objective import IGNORE_INDEX
+    from loragen_core.train_data import TrainingDataError, encode_example
+
+    edge = EdgeModel(load_causal_lm())
+    lm = HFLM(pretrained=edge.model, tokenizer=edge.tokenizer, batch_size=1, device="cpu")
+    for context, continuation in [("Question: Is the sky blue?\nAnswer:", " yes"), ("Q: Remy went home. Why?\nA: ", "to rest"),
+                                  ("How do you fold a shirt?", " Lay it flat, fold the sleeves in.")]:
+        context_ids, continuation_ids = lm._encode_pair(context, continuation)
+        ids, labels = encode_example(edge.tokenizer, context, continuation, template="text")
+        assert ids == context_ids + continuation_ids  # the tokens the harness scores are the ones learnt
+        assert labels == [IGNORE_INDEX] * len(context_ids) + continuation_ids
+    with pytest.raises(TrainingDataError, match="Unknown template"):
+        encode_example(edge.tokenizer, "a", "b", template="html")
+
+
 def _fake_run(directory, tasks: dict[str, dict[str, float]]):
     """A finished harness run: task name → item id → acc."""
     directory.mkdir(parents=True)

@@ -118,8 +118,8 @@ def test_prompts_put_the_shots_only_in_the_system_prompt(test_items):
 
 @needs_data
 def test_build_data_rows_train_on_the_seen_tasks_only(tmp_path):
-    rows = build_rows(rows_per_task=40, shots=3, prompts_per_task=4, seed=1)
-    assert rows == build_rows(rows_per_task=40, shots=3, prompts_per_task=4, seed=1)
+    rows = build_rows(rows_per_task=40, shots=3, prompts_per_task=4, seed=1, format="chat")
+    assert rows == build_rows(rows_per_task=40, shots=3, prompts_per_task=4, seed=1, format="chat")
     assert {r["kind"] for r in rows} == set(SEEN_TASKS) and len(rows) == 200
     assert len({r["system_prompt"] for r in rows}) == 20  # 4 per task
     for row in rows:
@@ -132,7 +132,7 @@ def test_build_data_rows_train_on_the_seen_tasks_only(tmp_path):
             assert f": {row['output']}" in row["edge_prompt"]  # the answer is one of the listed options
         else:
             assert row["output"] in ("true", "false")
-    fresh = build_rows(rows_per_task=10, shots=2, prompts_per_task=0, tasks=("BoolQ",))
+    fresh = build_rows(rows_per_task=10, shots=2, prompts_per_task=0, tasks=("BoolQ",), format="chat")
     assert len({r["system_prompt"] for r in fresh}) == 10
 
     # the trainer reads it, alone or mixed with GPT4Tools rows, in either order
