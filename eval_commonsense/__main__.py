@@ -4,6 +4,8 @@ With no subcommand: the main job — icl, loragen and loragen-1shot (and lora, g
 --limit-per-task items per task (default 300), then the table.
 
     harness     score one mode with lm-evaluation-harness itself (its formats, acc and acc_norm)
+    harness-table    Table 2 from harness runs, with the paired tests of its targets
+    harness-latency  edge latency per item, icl against loragen's zero-shot prompt, in one run
     run         run one mode over the tasks (resumable; the old chat-template format)
     table       gather finished runs into results/commonsense_table2.{json,md,png}
     compare     paired, item-by-item comparison of finished runs (exact McNemar test)
@@ -65,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     harness_table.add_argument("runs", nargs="+", help="NAME=RUN_DIR for each row (names lora, loragen, icl get the paired targets).")
     harness_table.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="Where commonsense_harness_table2.{json,md} go.")
 
+    latency = commands.add_parser("harness-latency", help="Edge latency per item: icl against loragen's zero-shot prompt, in one run.",
+                                  description=_latency_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    latency.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=f"Commonsense data (default {DEFAULT_DATA_DIR}).")
+    latency.add_argument("--items-per-task", type=int, default=20, help="Items timed per task (default 20).")
+    latency.add_argument("--shots", type=int, default=DEFAULT_SHOTS, help=f"icl's k (default {DEFAULT_SHOTS}).")
+    latency.add_argument("--tasks", nargs="+", default=None, choices=[t.name for t in TASKS], help="Default: all eight.")
+    latency.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="Where commonsense_harness_latency.{json,md} go.")
+
     table = commands.add_parser("table", help="Gather finished runs (their metrics.json) into one table.")
     table.add_argument("runs", nargs="*", type=Path, help=f"Run directories (default: {DEFAULT_RUNS_DIR}/<mode> for each mode present).")
     table.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="Where commonsense_table2.{json,md,png} go.")
@@ -101,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             return _harness(args)
         if args.command == "harness-table":
             return _harness_table(args)
+        if args.command == "harness-latency":
+            return _harness_latency(args)
         return _main_job(args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
@@ -135,6 +147,22 @@ def _harness(args) -> int:
         norm = f"{100 * row['acc_norm']:.1f}" if row["acc_norm"] is not None else "-"
         print(f"| {name} | {row['n']} | {100 * row['acc']:.1f} | {norm} |")
     print(f"summary.json and tasks.jsonl in {config.out}")
+    return 0
+
+
+def _latency_doc() -> str:
+    from . import harness_latency
+
+    return harness_latency.__doc__
+
+
+def _harness_latency(args) -> int:
+    from .harness_latency import LATENCY_STEM, LatencyConfig, measure, write_latency
+
+    config = LatencyConfig(items_per_task=args.items_per_task, shots=args.shots, data_dir=getattr(args, "data_dir", None),
+                           tasks=tuple(args.tasks or [t.name for t in TASKS]))
+    print(write_latency(measure(config), args.results))
+    print(f"Written to {args.results / LATENCY_STEM}.json and .md")
     return 0
 
 

@@ -133,6 +133,21 @@ def test_text_rows_are_tokenized_as_the_harness_scores_a_continuation():
         encode_example(edge.tokenizer, "a", "b", template="html")
 
 
+@pytest.mark.real_model
+@needs_data
+def test_latency_times_the_harness_s_own_icl_and_zero_shot_requests(tmp_path):
+    from eval_commonsense.harness_latency import LATENCY_STEM, LatencyConfig, measure, write_latency
+
+    result = measure(LatencyConfig(items_per_task=2, shots=2, tasks=("BoolQ", "WinoGrande"), repeats=1))
+    for name, row in result["tasks"].items():
+        assert row["n"] == 2 and row["median_icl_s"] > 0 and row["median_zero_shot_s"] > 0
+        # two shots in the harness's format come before the question: the icl context is the longer one
+        assert row["mean_icl_context_tokens"] > row["mean_zero_shot_context_tokens"] + 10, name
+        assert row["ratio"] == pytest.approx(row["median_icl_s"] / row["median_zero_shot_s"])
+    text = write_latency(result, tmp_path)
+    assert "| BoolQ | 2 |" in text and json.loads((tmp_path / f"{LATENCY_STEM}.json").read_text())["tasks"].keys() == {"BoolQ", "WinoGrande"}
+
+
 def _fake_run(directory, tasks: dict[str, dict[str, float]]):
     """A finished harness run: task name → item id → acc."""
     directory.mkdir(parents=True)
