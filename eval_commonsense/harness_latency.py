@@ -1,6 +1,6 @@
 """Edge latency per item, icl against the zero-shot prompt that loragen serves, measured in one run.
 
-    python -m eval_commonsense harness-latency --items-per-task 20 --out results/commonsense_harness_latency
+    python -m eval_commonsense harness-latency --items-per-task 20 --results results
 
 What is timed: scoring one item as lm-evaluation-harness scores it, one forward pass over every
 option's (context, continuation) tokens padded into one batch (the harness's own requests, built by

@@ -74,21 +74,32 @@ def paired_targets(runs: dict[str, dict]) -> list:
     return results
 
 
+def context_ratio(run: dict, icl: dict) -> float | None:
+    """Mean context tokens of `run` over icl's, on the tasks both scored (the issue's sequence-length bar)."""
+    common = [t for t in run["tasks"] if t in icl["tasks"]]
+    if not common:
+        return None
+    return statistics.fmean(run["tasks"][t]["mean_context_tokens"] for t in common) / statistics.fmean(
+        icl["tasks"][t]["mean_context_tokens"] for t in common)
+
+
 def _percent(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
 def markdown(rows: list[dict], pairs: list, machine: dict | None) -> str:
-    header = ["method", *(SHORT[t] for t in TASK_NAMES), "AVE", "HAR", "context tokens", "s / item", "n per task"]
+    header = ["method", *(SHORT[t] for t in TASK_NAMES), "AVE", "HAR", "seen HAR", "context tokens", "% of icl's", "s / item", "n per task"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         counts = "/".join(str(c) for c in sorted(set(row["n_per_task"].values())))
         lines.append("| " + " | ".join([row["method"], *(_percent(row[t]) for t in TASK_NAMES), _percent(row["AVE"]),
-                                        _percent(row["HAR"]), f"{row['mean_context_tokens']:.0f}",
+                                        _percent(row["HAR"]), _percent(row["seen_HAR"]), f"{row['mean_context_tokens']:.0f}",
+                                        _percent(row.get("context_vs_icl")),
                                         f"{row['seconds_per_item']:.3f}", counts]) + " |")
     text = "\n".join(lines) + (
         f"\n\nacc (%) as lm-evaluation-harness scores it (its formats and continuations). * unseen tasks "
-        f"({', '.join(UNSEEN_TASKS)}). context tokens: mean tokens before the first option, shots included. "
+        f"({', '.join(UNSEEN_TASKS)}). context tokens: mean tokens before the first option, shots included; "
+        "% of icl's: that mean over icl's, on the tasks both scored. "
         "s / item: the harness's wall time per scored item (log-likelihood of every option).\n"
     )
     if any(row["acc_norm"] for row in rows):
@@ -107,6 +118,8 @@ def markdown(rows: list[dict], pairs: list, machine: dict | None) -> str:
 def write_harness_table(named_runs: list[tuple[str, Path]], results_dir: Path) -> tuple[list[dict], str]:
     runs = {name: load_run(directory) for name, directory in named_runs}
     rows = [table_row(name, run) for name, run in runs.items()]
+    for row in rows:
+        row["context_vs_icl"] = context_ratio(runs[row["method"]], runs["icl"]) if "icl" in runs else None
     pairs = paired_targets(runs)
     machine = next(iter(runs.values()))["machine"] if runs else None
     text = markdown(rows, pairs, machine)

@@ -148,7 +148,7 @@ def test_latency_times_the_harness_s_own_icl_and_zero_shot_requests(tmp_path):
     assert "| BoolQ | 2 |" in text and json.loads((tmp_path / f"{LATENCY_STEM}.json").read_text())["tasks"].keys() == {"BoolQ", "WinoGrande"}
 
 
-def _fake_run(directory, tasks: dict[str, dict[str, float]]):
+def _fake_run(directory, tasks: dict[str, dict[str, float]], context_tokens: float = 10.0):
     """A finished harness run: task name → item id → acc."""
     directory.mkdir(parents=True)
     summary = {"mode": directory.name, "tasks": {}, "machine": {"cpu": "test"}}
@@ -156,7 +156,7 @@ def _fake_run(directory, tasks: dict[str, dict[str, float]]):
     for name, rights in tasks.items():
         acc = sum(rights.values()) / len(rights)
         record = {"id": name, "n": len(rights), "acc": acc, "acc_norm": None, "num_fewshot": 0, "seconds": 1.0,
-                  "mean_context_tokens": 10.0, "rights": rights}
+                  "mean_context_tokens": context_tokens, "rights": rights}
         lines.append(json.dumps(record) + "\n")
         summary["tasks"][name] = {k: record[k] for k in SUMMARY_KEYS}
     (directory / TASKS_LOG).write_text("".join(lines))
@@ -170,10 +170,11 @@ def test_the_harness_table_pairs_loragen_with_lora_on_the_seen_items_and_with_ic
     seen = {f"BoolQ/test/{i}": 1.0 for i in range(6)}
     loragen = _fake_run(tmp_path / "loragen", {"BoolQ": seen, "PIQA": {"PIQA/test/0": 1.0, "PIQA/test/1": 0.0}})
     lora = _fake_run(tmp_path / "lora", {"BoolQ": {**seen, "BoolQ/test/0": 0.0, "BoolQ/test/1": 0.0}})
-    icl = _fake_run(tmp_path / "icl", {"PIQA": {"PIQA/test/0": 0.0, "PIQA/test/1": 0.0}})
+    icl = _fake_run(tmp_path / "icl", {"PIQA": {"PIQA/test/0": 0.0, "PIQA/test/1": 0.0}}, context_tokens=40.0)
     rows, text = write_harness_table([("loragen", loragen), ("lora", lora), ("icl", icl)], tmp_path / "results")
 
     assert [r["method"] for r in rows] == ["loragen", "lora", "icl"] and rows[0]["PIQA"] == 0.5 and rows[0]["AVE"] is None
+    assert rows[0]["context_vs_icl"] == 0.25 and rows[2]["context_vs_icl"] == 1.0  # on PIQA, the one task both scored
     pairs = json.loads((tmp_path / "results" / "commonsense_harness_table2.json").read_text())["paired"]
     assert [(p["a"], p["b"], p["metric"], p["only_a"], p["only_b"]) for p in pairs] == [
         ("loragen", "lora", "acc, seen tasks pooled", 2, 0), ("loragen", "icl", "acc, PIQA", 1, 0)]
