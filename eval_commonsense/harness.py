@@ -182,14 +182,15 @@ def load_harness_task(directory: Path, task: Task, items: list[Item], shots: lis
 
 
 def solved_pair(task_object, doc: dict) -> tuple[str, str]:
-    """(context, continuation) of a solved example as the harness scores it: its doc_to_text, then
-    the target delimiter and the gold choice. Only tasks with one context per doc (not WinoGrande's
-    partial scoring, whose context differs per option)."""
+    """(context, continuation) of a solved example as the harness scores its gold answer: its
+    doc_to_text, then the target delimiter and the gold choice. Under partial scoring (WinoGrande)
+    the choices are the contexts and doc_to_text the gold one's index: the sentence up to the blank
+    filled by the gold option, then the rest of the sentence."""
     context = task_object.doc_to_text(doc)
-    if not isinstance(context, str):
-        raise ValueError(f"{task_object.config.task}: one context per option (partial scoring); no single solved example.")
     target = task_object.doc_to_target(doc)
     choices = task_object.doc_to_choice(doc)
+    if isinstance(context, int):  # partial scoring
+        return choices[context], f"{task_object.config.target_delimiter}{target}"
     answer = choices[target] if isinstance(target, int) else target
     return context, f"{task_object.config.target_delimiter}{answer}"
 

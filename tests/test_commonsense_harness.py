@@ -112,6 +112,16 @@ def test_harness_format_training_rows_are_the_harness_s_own_solved_examples(tmp_
     assert set(boolq) <= {" yes", " no"}
 
 
+@needs_data
+def test_a_winogrande_shot_is_its_sentence_with_the_gold_option_filled_in(tmp_path):
+    from eval_commonsense.harness import shot_text
+
+    (task, items, pool), = plan(("WinoGrande",), 3, None)
+    harness_task = _harness_task(tmp_path, task, items, pool[:1])
+    for item, doc in zip(items, harness_task.validation_docs()):
+        assert " ".join(shot_text(harness_task, doc).split()) == " ".join(item.question.replace("_", item.options[item.gold]).split())
+
+
 @pytest.mark.real_model
 def test_text_rows_are_tokenized_as_the_harness_scores_a_continuation():
     from lm_eval.models.huggingface import HFLM
