@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     harness_table = commands.add_parser("harness-table", help="Table 2 from harness runs, with the paired tests of its targets.")
     harness_table.add_argument("runs", nargs="+", help="NAME=RUN_DIR for each row (names lora, loragen, icl get the paired targets).")
     harness_table.add_argument("--results", type=Path, default=DEFAULT_RESULTS_DIR, help="Where commonsense_harness_table2.{json,md} go.")
+    harness_table.add_argument("--carry-over", type=Path, default=None, metavar="EARLIER_TABLE_JSON",
+                               help="Take the rows and cells whose runs are gone from an earlier commonsense_harness_table2.json "
+                                    "(marked †; see harness_report.py).")
 
     latency = commands.add_parser("harness-latency", help="Edge latency per item: icl against loragen's zero-shot prompt, in one run.",
                                   description=_latency_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -175,7 +178,7 @@ def _harness_table(args) -> int:
         if not sep or not name or not directory:
             raise ValueError(f"Give each row as NAME=RUN_DIR, not {spec!r}.")
         named.append((name, Path(directory)))
-    _, text = write_harness_table(named, args.results)
+    _, text = write_harness_table(named, args.results, args.carry_over)
     print(text)
     print(f"Written to {args.results / HARNESS_TABLE_STEM}.json and .md")
     return 0

@@ -189,3 +189,42 @@ def test_the_harness_table_pairs_loragen_with_lora_on_the_seen_items_and_with_ic
     assert [(p["a"], p["b"], p["metric"], p["only_a"], p["only_b"]) for p in pairs] == [
         ("loragen", "lora", "acc, seen tasks pooled", 2, 0), ("loragen", "icl", "acc, PIQA", 1, 0)]
     assert "| loragen | lora |" in text
+
+
+def test_carry_over_completes_rows_from_an_earlier_table_and_refuses_runs_that_disagree(tmp_path):
+    from eval_commonsense.harness_report import CarryOverError, write_harness_table
+    from eval_commonsense.tasks import SEEN_TASKS, UNSEEN_TASKS
+
+    def items(task, rights):
+        return {f"{task}/test/{i}": r for i, r in enumerate(rights)}
+
+    every = {t: items(t, [1.0, 0.0]) for t in (*SEEN_TASKS, *UNSEEN_TASKS)}
+    earlier_runs = tmp_path / "earlier"
+    seen_icl = {t: items(t, [1.0, 1.0]) for t in SEEN_TASKS}
+    write_harness_table([("loragen", _fake_run(earlier_runs / "loragen", every)),
+                         ("lora", _fake_run(earlier_runs / "lora", every)),
+                         ("icl", _fake_run(earlier_runs / "icl", seen_icl, context_tokens=40.0))], earlier_runs)
+    earlier = earlier_runs / "commonsense_harness_table2.json"
+
+    now = tmp_path / "now"
+    unseen_icl = _fake_run(now / "icl", {t: items(t, [0.0, 0.0]) for t in UNSEEN_TASKS}, context_tokens=20.0)
+    loragen = _fake_run(now / "loragen", {t: every[t] for t in UNSEEN_TASKS})
+    rows, text = write_harness_table([("icl", unseen_icl), ("loragen", loragen)], now, carry_over=earlier)
+
+    by_name = {r["method"]: r for r in rows}
+    assert [r["method"] for r in rows] == ["loragen", "lora", "icl"]
+    icl = by_name["icl"]
+    assert icl["carried"] == sorted(SEEN_TASKS) and icl["AVE"] == pytest.approx(len(SEEN_TASKS) / 8)
+    # a mean over five tasks at 40 tokens and three at 20: the combined mean is over all eight
+    assert icl["mean_context_tokens"] == pytest.approx((5 * 40 + 3 * 20) / 8)
+    assert len(by_name["lora"]["carried"]) == 8 and by_name["lora"]["HAR"] == pytest.approx(0.5)  # copied whole
+    assert by_name["loragen"]["context_vs_icl"] == pytest.approx(10 / 32.5)
+    pairs = json.loads((now / "commonsense_harness_table2.json").read_text())["paired"]
+    # loragen vs icl recomputed on each unseen task now; loragen vs lora (seen, pooled) kept from the earlier table
+    assert [(p["metric"], p.get("carried", False)) for p in pairs] == [
+        *((f"acc, {t}", False) for t in UNSEEN_TASKS), ("acc, seen tasks pooled", True)]
+    assert "†" in text and "carried over from" in text
+
+    other = _fake_run(tmp_path / "other" / "loragen", {"PIQA": items("PIQA", [1.0, 1.0])})
+    with pytest.raises(CarryOverError, match="disagree on PIQA"):
+        write_harness_table([("loragen", other)], tmp_path / "other", carry_over=earlier)
