@@ -8,13 +8,10 @@ One JSON line per training item, in the trainer's format (loragen_core/train_dat
 plus id, kind (the task) and gold_tool (empty), so a GPT4Tools file (same columns) can be mixed in
 with `--data this.jsonl gpt4tools.jsonl`.
 
-Two formats, one per scorer (`--format`):
-    harness  (default) what lm-evaluation-harness scores (harness.py, Table 2): edge_prompt is the
-             harness's doc_to_text ("Question: ...\nAnswer:"), output its target delimiter and the
-             gold choice (" yes"), both plain text (template "text": no chat template, no end-of-turn
-             token); the shots are harness shots, as the harness-scored loragen modes write them
-    chat     the old runner's (runner.py): the question with its numbered options in a chat user
-             turn, the gold option's text as the reply
+The format is what lm-evaluation-harness scores (harness.py, Table 2): edge_prompt is the harness's
+doc_to_text ("Question: ...\nAnswer:"), output its target delimiter and the gold choice (" yes"), both
+plain text (template "text": no chat template, no end-of-turn token); the shots are harness shots, as
+the harness-scored loragen modes write them.
 
 System prompts (ours): each task reserves SHOT_SOURCE_SIZE train items as the shots' source, and the
 training rows come from the rest, so no row ever sees itself as an example. With
@@ -30,32 +27,11 @@ import random
 import tempfile
 from pathlib import Path
 
-from .prompts import DEFAULT_SHOTS, draw_shots, edge_prompt, system_prompt
-from .tasks import SEEN_TASKS, Item, Task, get_task, load_items
+from .tasks import DEFAULT_SHOTS, SEEN_TASKS, Item, Task, get_task, load_items
 
 SHOT_SOURCE_SIZE = 200  # per task (at most half its train split); ARC-Challenge, the smallest, has 1119
 DEFAULT_ROWS_PER_TASK = 1000
 DEFAULT_PROMPTS_PER_TASK = 16
-FORMATS = ("harness", "chat")
-
-
-class ChatFormat:
-    """The old runner's: numbered options in a chat user turn, the option's text as the reply."""
-
-    template = "chat"
-
-    def __init__(self, task: Task):
-        self.task = task
-
-    @classmethod
-    def for_tasks(cls, splits: dict[str, tuple[Task, list[Item]]]) -> dict:
-        return {name: cls(task) for name, (task, _) in splits.items()}
-
-    def system_prompt(self, shots: list[Item]) -> str:
-        return system_prompt(self.task, shots)
-
-    def example(self, item: Item) -> tuple[str, str]:
-        return edge_prompt(self.task, item), item.answer
 
 
 class HarnessFormat:
@@ -86,7 +62,10 @@ class HarnessFormat:
         return self.pairs[item.id]
 
 
-FORMAT_CLASSES = {"harness": HarnessFormat, "chat": ChatFormat}
+def draw_shots(task: Task, pool: list[Item], k: int, rng: random.Random) -> list[Item]:
+    if k > len(pool):
+        raise ValueError(f"{task.name}: {k} shots asked for, but only {len(pool)} items to draw from.")
+    return rng.sample(pool, k)
 
 
 def build_rows(
@@ -96,12 +75,9 @@ def build_rows(
     prompts_per_task: int = DEFAULT_PROMPTS_PER_TASK,
     seed: int = 0,
     tasks: tuple[str, ...] = SEEN_TASKS,
-    format: str = "harness",
 ) -> list[dict]:
     if rows_per_task < 1 or shots < 0 or prompts_per_task < 0:
         raise ValueError("rows per task must be >= 1, shots and prompts per task >= 0.")
-    if format not in FORMATS:
-        raise ValueError(f"Unknown format {format!r}; choose one of {', '.join(FORMATS)}.")
     splits, rngs = {}, {}
     for name in tasks:
         task = get_task(name)
@@ -113,7 +89,7 @@ def build_rows(
         reserved = min(SHOT_SOURCE_SIZE, len(items) // 2)  # a small train file keeps half for rows
         source, candidates = order[:reserved], order[reserved:]
         splits[name] = (task, source, sorted(candidates[:rows_per_task], key=lambda item: item.index))
-    renderings = FORMAT_CLASSES[format].for_tasks({name: (task, source + chosen) for name, (task, source, chosen) in splits.items()})
+    renderings = HarnessFormat.for_tasks({name: (task, source + chosen) for name, (task, source, chosen) in splits.items()})
     rows = []
     for name, (task, source, chosen) in splits.items():
         rendering, rng = renderings[name], rngs[name]
@@ -121,11 +97,8 @@ def build_rows(
         for position, item in enumerate(chosen):
             system = pool[position % len(pool)] if pool else rendering.system_prompt(draw_shots(task, source, shots, rng))
             edge, output = rendering.example(item)
-            row = {"id": item.id, "kind": name, "gold_tool": "", "system_prompt": system, "edge_prompt": edge,
-                   "instruction": f"{system}\n\n{edge}", "output": output}
-            if rendering.template != "chat":  # the trainer's default; GPT4Tools rows carry no template either
-                row["template"] = rendering.template
-            rows.append(row)
+            rows.append({"id": item.id, "kind": name, "gold_tool": "", "system_prompt": system, "edge_prompt": edge,
+                         "instruction": f"{system}\n\n{edge}", "output": output, "template": rendering.template})
     random.Random(seed).shuffle(rows)  # tasks interleaved: any prefix of the file is a mix
     return rows
 

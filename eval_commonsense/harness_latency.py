@@ -27,8 +27,7 @@ from loragen_core.atomic import write_text_atomic
 from loragen_core.machine import machine_info
 
 from .harness import load_harness_tasks, plan
-from .prompts import DEFAULT_SHOTS
-from .tasks import TASKS
+from .tasks import DEFAULT_SHOTS, TASKS
 
 LATENCY_STEM = "commonsense_harness_latency"
 

@@ -25,10 +25,8 @@ from loragen_core.atomic import write_text_atomic
 from loragen_core.paired import PairedResult, compare_pair, markdown_pairs
 from loragen_core.resumable_run import read_records
 
-from .report import SHORT, TASK_NAMES
 from .harness_run import TASKS_LOG
-from .scoring import average, harmonic_mean
-from .tasks import SEEN_TASKS, UNSEEN_TASKS
+from .tasks import SEEN_TASKS, SHORT, TASK_NAMES, UNSEEN_TASKS
 
 HARNESS_TABLE_STEM = "commonsense_harness_table2"
 
@@ -56,6 +54,17 @@ def table_row(method: str, run: dict) -> dict:
         "n_per_task": {name: tasks[name]["n"] for name in tasks},
         "num_fewshot": sorted({tasks[n]["num_fewshot"] for n in tasks}),
     }
+
+
+def average(accuracies) -> float:
+    """AVE: the arithmetic mean of per-task accuracies."""
+    return statistics.fmean(accuracies)
+
+
+def harmonic_mean(accuracies) -> float:
+    """HAR: the harmonic mean of per-task accuracies (0 if any task is 0): it punishes a weak task
+    more than AVE does."""
+    return float(statistics.harmonic_mean(accuracies))
 
 
 class CarryOverError(ValueError):

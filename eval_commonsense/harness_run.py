@@ -21,8 +21,7 @@ from loragen_core.machine import machine_info
 from loragen_core.resumable_run import open_resumable_run
 
 from .harness import HARNESS_MODES, HARNESS_TASKS, evaluate_task, harness_system_prompt, load_harness_task, plan, shot_text
-from .prompts import DEFAULT_SHOTS
-from .tasks import TASKS, Task
+from .tasks import DEFAULT_SHOTS, TASKS, Task
 
 TASKS_LOG = "tasks.jsonl"
 SUMMARY_KEYS = ("n", "acc", "acc_norm", "num_fewshot", "seconds", "mean_context_tokens")

@@ -72,6 +72,10 @@ TASKS: tuple[Task, ...] = (
          "Reply with the text of the correct solution only."),
 )
 TASKS_BY_NAME = {t.name: t for t in TASKS}
+TASK_NAMES = tuple(t.name for t in TASKS)
+SHORT = {"ARC-Challenge": "ARC-c", "ARC-Easy": "ARC-e", "OpenBookQA": "OBQA", "BoolQ": "BoolQ", "SocialIQA": "SIQA",
+         "HellaSwag": "HellaS*", "WinoGrande": "WinoG*", "PIQA": "PIQA*"}  # table columns; * unseen
+DEFAULT_SHOTS = 5  # k: icl's shots, and the solved examples in a task's system prompt
 SEEN_TASKS = tuple(t.name for t in TASKS if t.seen)
 UNSEEN_TASKS = tuple(t.name for t in TASKS if not t.seen)
 

@@ -228,3 +228,13 @@ def test_carry_over_completes_rows_from_an_earlier_table_and_refuses_runs_that_d
     other = _fake_run(tmp_path / "other" / "loragen", {"PIQA": items("PIQA", [1.0, 1.0])})
     with pytest.raises(CarryOverError, match="disagree on PIQA"):
         write_harness_table([("loragen", other)], tmp_path / "other", carry_over=earlier)
+
+
+def test_ave_and_har_on_a_hand_computed_case():
+    from eval_commonsense.harness_report import average, harmonic_mean
+
+    accuracies = [0.5, 0.25, 1.0]
+    assert average(accuracies) == pytest.approx(1.75 / 3)
+    assert harmonic_mean(accuracies) == pytest.approx(3 / (2 + 4 + 1))  # = 0.428571...
+    assert harmonic_mean([0.8, 0.0]) == 0.0
+    assert harmonic_mean([0.6] * 8) == pytest.approx(0.6)
