@@ -1,4 +1,4 @@
-"""`python -m eval_gpt4tools bench`: what it costs to serve a tool-using agent four ways.
+"""`python -m eval_gpt4tools bench`: what it costs to serve a tool-using agent five ways.
 
 On the same GPT4Tools items, in one process, interleaved (item i serves the modes in an order rotated
 by i, so machine drift hits all modes alike):
@@ -8,6 +8,8 @@ by i, so machine drift hits all modes alike):
                       distinct system prompt and reused (loragen_core/prefix_cache.py explains the cut)
     loragen           the adapter generated from the system prompt, merged; edge prompt only
     peft_unmerged     the same adapter loaded unmerged through peft; edge prompt only
+    loragen_int8      the same adapter attached to an int8 copy of the edge model (loragen_core/int8.py);
+                      edge prompt only; not the same tokens (its SR: `run --edge-weights int8`)
 
 Every mode decodes with `EdgeModel.complete`'s rule (timed_generation.py). A request is timed from its
 text to its decoded answer; specialising for the item's system prompt (prefix prefill, adapter
@@ -42,6 +44,7 @@ from loragen_core import AdapterService, GeneratedLoRA, LoRAGenerator, load_caus
 from loragen_core.adapter import PEFT_WEIGHTS_FILE
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.errors import say
+from loragen_core.int8 import int8_nbytes
 from loragen_core.machine import machine_info
 from tools import split_prompt
 
@@ -130,13 +133,15 @@ class Specialization:
     restore_s: float  # back to the base weights
     remerge_s: float  # the same adapter merged again after the restore
     peft_load_s: float
+    int8_attach_s: float
+    int8_weight_bytes: int
     prefix_prefill_s: float
     prefix_tokens: int
     prefix_cache_bytes: int
 
 
 class Servers:
-    """The models behind the four modes: base (icl, icl_prefix_cache), merged (loragen), peft."""
+    """The models behind the five modes: base (icl, icl_prefix_cache), merged (loragen), peft, int8."""
 
     def __init__(self, generator: LoRAGenerator, config: BenchConfig, work: Path):
         edge_name = generator.config.edge_model
@@ -145,6 +150,7 @@ class Servers:
         self.base = EdgeModel(load_causal_lm(edge_name))
         self.merged = EdgeModel(load_causal_lm(edge_name))
         self.peft_base = load_causal_lm(edge_name).model
+        self.int8 = EdgeModel(load_causal_lm(edge_name), weights="int8")
         self.peft: PeftModel | None = None
         self.service = AdapterService(generator, cache_dir=work / "adapter_cache")
         self.prefixes = PrefixCacheStore(self.base.model)
@@ -156,6 +162,8 @@ class Servers:
         self.decoders["base"] = self.base_decoder(kind, full_length)
         self.decoders["merged"] = Decoder(self.merged.model, tokenizer, kind, edge_length)
         self.decoders["peft"] = Decoder(self.peft, tokenizer, kind, edge_length)
+        # torch.compile is not tried on the quantised modules: the int8 copy gets the cache, not the graph
+        self.decoders["int8"] = Decoder(self.int8.decode_model, tokenizer, "static" if kind == "compiled" else kind, edge_length)
 
     def base_decoder(self, kind: str, full_length: int) -> Decoder:
         key = f"base:{kind}"
@@ -176,6 +184,7 @@ class Servers:
         restore_s = time.perf_counter() - start
         remerge_s = self.merged.specialize(adapter, cold.adapter_hash)
         peft_load_s, file_bytes = self._load_into_peft(adapter, index)
+        int8_attach_s = self.int8.specialize(adapter, cold.adapter_hash)
 
         split = split_chat_prompt(self.base.tokenizer, item["instruction"])
         start = time.perf_counter()
@@ -192,6 +201,8 @@ class Servers:
             restore_s=restore_s,
             remerge_s=remerge_s,
             peft_load_s=peft_load_s,
+            int8_attach_s=int8_attach_s,
+            int8_weight_bytes=int8_nbytes(self.int8.decode_model),
             prefix_prefill_s=prefill_s,
             prefix_tokens=split.prefix_length,
             prefix_cache_bytes=cache_nbytes(prefix),
@@ -225,7 +236,7 @@ class Servers:
             cache = self.prefixes.continuation(self.prefixes.prefill(split), into=decoder.static_cache)
             return decoder.generate(split.input_ids, started, budget, cache, exact)
         edge_text = split_prompt(item["instruction"]).edge_prompt
-        decoder = self.decoders["merged" if mode == "loragen" else "peft"]
+        decoder = self.decoders[{"loragen": "merged", "peft_unmerged": "peft", "loragen_int8": "int8"}[mode]]
         return decoder.generate(self.merged.chat_input_ids(edge_text), started, budget, decoder.fresh_cache(), exact)
 
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .runner import _percentile  # noqa: E402
 
-MODES = ("icl", "icl_prefix_cache", "loragen", "peft_unmerged")
+MODES = ("icl", "icl_prefix_cache", "loragen", "peft_unmerged", "loragen_int8")
 
 GENERATOR_STATE = {
     True: "trained",
@@ -30,6 +30,7 @@ TARGETS = {  # the issue's targets on the 2-core CPU with the default model
     "merge_s": 0.1,
     "restore_s": 0.1,
     "remerge_s": 0.1,
+    "decode_tokens_per_s": 45.0,  # batch 1, the edge prompt
 }
 
 
@@ -69,7 +70,8 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
     specialization = {
         "distinct_system_prompts": sum(not s["repeat"] for s in specs),
         **{key: _stats([s[key] for s in new_specs])
-           for key in ("adapter_generation_s", "merge_s", "restore_s", "remerge_s", "peft_load_s", "prefix_prefill_s")},
+           for key in ("adapter_generation_s", "merge_s", "restore_s", "remerge_s", "peft_load_s", "prefix_prefill_s",
+                       "int8_attach_s")},
         "adapter_from_cache_s": _stats([s["adapter_from_cache_s"] for s in specs]),
     }
     memory_per_task = {
@@ -79,6 +81,8 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
         # Measured: the merge reads the originals from the memory-mapped weight file (lora_math.py).
         "loragen_merged_extra": statistics.fmean(s["merge_anon_bytes"] for s in new_specs),
         "peft_unmerged": statistics.fmean(s["adapter_bytes"] for s in new_specs),
+        "loragen_int8": statistics.fmean(s["adapter_bytes"] for s in new_specs),
+        "int8_weight_bytes": specs[0]["int8_weight_bytes"],  # once per process, not per task
         "adapter_file_bytes": statistics.fmean(s["adapter_file_bytes"] for s in new_specs),
         "mean_prefix_tokens": statistics.fmean(s["prefix_tokens"] for s in new_specs),
     }
@@ -86,6 +90,7 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
     parity = {
         "icl_prefix_cache_same_tokens_as_icl": f"{same('icl', 'icl_prefix_cache')}/{len(records)}",
         "peft_unmerged_same_tokens_as_loragen": f"{same('loragen', 'peft_unmerged')}/{len(records)}",
+        "loragen_int8_same_tokens_as_loragen": f"{same('loragen', 'loragen_int8')}/{len(records)}",
     }
     generation_s = specialization["adapter_generation_s"]["median"] + specialization["merge_s"]["median"]
     new_tool_set = {"loragen_generate_and_merge_s": generation_s, "lora_finetune": finetune}
@@ -103,6 +108,8 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
         "adapter_generation_s": (specialization["adapter_generation_s"]["median"], "<=", TARGETS["adapter_generation_s"]),
         "adapter_from_cache_s": (specialization["adapter_from_cache_s"]["median"], "<=", TARGETS["adapter_from_cache_s"]),
         **{key: (specialization[key]["p90"], "<=", TARGETS[key]) for key in ("merge_s", "restore_s", "remerge_s")},
+        **{f"{mode}_decode_tokens_per_s": (modes[mode]["median_decode_tokens_per_s"] or 0.0, ">=", TARGETS["decode_tokens_per_s"])
+           for mode in ("loragen", "loragen_int8")},
     }
     checks = {
         name: {"value": value, "target": f"{op} {bound}", "met": CHECKS[op](value, bound)}
@@ -164,7 +171,7 @@ def markdown_report(results: dict) -> str:
         )
     lines += [
         "",
-        "Ratios are reference ÷ mode (above 1: the mode is faster). Peak RSS is the whole process (all four "
+        "Ratios are reference ÷ mode (above 1: the mode is faster). Peak RSS is the whole process (all five "
         "modes' models and the generator are loaded); \"over start\" is what a request adds.",
         "",
         "| specialising for one system prompt | median | p90 |",
@@ -177,6 +184,7 @@ def markdown_report(results: dict) -> str:
         "restore_s": "loragen: restore the base weights (s)",
         "remerge_s": "loragen: merge after a restore (s)",
         "peft_load_s": "peft_unmerged: load the adapter's weights (s)",
+        "int8_attach_s": "loragen_int8: attach the adapter to the int8 copy (s)",
         "prefix_prefill_s": "icl_prefix_cache: prefill the system prompt (s)",
     }
     lines += [f"| {label} | {spec[key]['median']:.3f} | {spec[key]['p90']:.3f} |" for key, label in names.items()]
@@ -189,6 +197,8 @@ def markdown_report(results: dict) -> str:
         f"| loragen | {_mb(memory['loragen'])} adapter (A, B fp32; {_mb(memory['adapter_file_bytes'])} on disk); "
         f"{_mb(memory['loragen_merged_extra'])} anonymous memory added by merging, measured (the originals are views of the memory-mapped weight file) |",
         f"| peft_unmerged | {_mb(memory['peft_unmerged'])} adapter |",
+        f"| loragen_int8 | {_mb(memory['loragen_int8'])} adapter, unmerged; the int8 copy holds "
+        f"{_mb(memory['int8_weight_bytes'])} of int8 weights once per process |",
     ]
     new = results["specialize_new_tool_set"]
     finetune = new["lora_finetune"]
@@ -228,7 +238,9 @@ def markdown_report(results: dict) -> str:
         "",
         f"Same tokens: icl_prefix_cache vs icl {parity['icl_prefix_cache_same_tokens_as_icl']}; "
         f"peft_unmerged vs loragen {parity['peft_unmerged_same_tokens_as_loragen']} (merged and unmerged LoRA "
-        "differ in rounding, so greedy decoding may part ways).",
+        "differ in rounding, so greedy decoding may part ways); "
+        f"loragen_int8 vs loragen {parity['loragen_int8_same_tokens_as_loragen']} (int8 weights change the numbers: "
+        "its quality is measured by `eval_gpt4tools run --edge-weights int8`, not here).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -247,7 +259,7 @@ def plot(results: dict, path: Path) -> Path:
     timing.set_ylabel("seconds")
     timing.set_title(f"Per request, {results['n_items']} GPT4Tools items")
     timing.legend()
-    kept = [memory["icl"], memory["icl_prefix_cache"], memory["loragen"], memory["peft_unmerged"]]
+    kept = [memory[mode] for mode in MODES]
     storage.bar(list(positions), [k / 2**20 for k in kept])
     storage.annotate("0 once merged", (2, kept[2] / 2**20), ha="center", va="bottom", fontsize=8)
     storage.set_xticks(list(positions), MODES, rotation=20)

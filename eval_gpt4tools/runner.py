@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_default_generator, load_generator
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
+from loragen_core.int8 import WEIGHT_FORMATS
 from loragen_core.resumable_run import RunSummary, open_resumable_run
 from tools import split_prompt
 from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
@@ -65,6 +66,7 @@ class RunConfig:
     batch_size: int = 1  # > 1: batched decoding for throughput (no per-request latency)
     constrained: bool = False  # decode under each item's tool-call grammar
     constrain_images: bool = False  # ... with image-only tools' inputs restricted to the conversation's images
+    edge_weights: str = "fp32"  # int8: decode with the int8 copy (loragen_core/int8.py)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -75,6 +77,11 @@ class RunConfig:
             raise RunConfigError("Mode lora needs --adapter DIR (a PEFT LoRA directory).")
         if self.constrain_images and not self.constrained:
             raise RunConfigError("--constrain-images refines --constrained; give both.")
+        if self.edge_weights not in WEIGHT_FORMATS:
+            raise RunConfigError(f"--edge-weights must be one of {', '.join(WEIGHT_FORMATS)}, not {self.edge_weights!r}.")
+        if self.edge_weights == "int8" and self.batch_size > 1:
+            # int8 activations are scaled per call over all rows, so a batch would change each row's numbers
+            raise RunConfigError("--edge-weights int8 decodes one item at a time (activation scales span the batch); drop --batch-size.")
         if self.prompt not in ("full", "edge"):
             raise RunConfigError(f"--prompt must be full or edge, not {self.prompt!r}.")
 
@@ -83,6 +90,7 @@ class RunConfig:
         label = f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
         if self.constrain_images:
             return label + " + constrained (names, images)"
+        label = label + " + int8" if self.edge_weights == "int8" else label
         return label + " + constrained" if self.constrained else label
 
     def identity(self) -> dict:
@@ -95,6 +103,8 @@ class RunConfig:
             identity["constrained"] = "True"
         if self.constrain_images:
             identity["constrain_images"] = "True"
+        if self.edge_weights != "fp32":
+            identity["edge_weights"] = self.edge_weights
         return identity
 
 
@@ -140,9 +150,9 @@ def _run_items(config: RunConfig, todo: list[dict], done: dict, log_path: Path) 
     if config.mode in ("loragen", "loragen-names"):
         generator, _ = (load_generator(config.generator), True) if config.generator else load_default_generator()
         service = AdapterService(generator)
-        edge = EdgeModel(load_causal_lm(generator.config.edge_model))
+        edge = EdgeModel(load_causal_lm(generator.config.edge_model), weights=config.edge_weights)
     else:
-        edge = EdgeModel(load_causal_lm())
+        edge = EdgeModel(load_causal_lm(), weights=config.edge_weights)
         if config.mode == "lora":
             edge.specialize(GeneratedLoRA.from_pretrained(config.adapter))
 

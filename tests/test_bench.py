@@ -142,6 +142,12 @@ def test_bench_writes_every_mode_with_the_required_keys(tiny_dirs, tmp_path, lor
     assert [(v["decoder"], v["threads"]) for v in decoding["variants"]] == expected
     assert decoding["chosen"]["same_tokens_as_baseline"] and decoding["profile_before"]
     assert "| icl_prefix_cache |" in (config.out / "bench.md").read_text()
+    # the int8 copy: measured weight bytes (one per Linear weight at least), the adapter attached per item
+    edge_linear_weights = sum(m.weight.numel() for m in load_causal_lm(str(tiny_dirs["edge"])).model.modules()
+                              if isinstance(m, torch.nn.Linear))
+    assert memory["int8_weight_bytes"] >= edge_linear_weights and spec["int8_attach_s"]["median"] > 0
+    assert results["parity"]["loragen_int8_same_tokens_as_loragen"].endswith("/2")
+    assert "| loragen_int8 |" in (config.out / "bench.md").read_text()
 
 
 def test_equal_length_makes_every_mode_write_exactly_that_many_tokens(tiny_dirs, tmp_path, loragen_home):

@@ -70,3 +70,16 @@ def test_batched_loragen_run_writes_what_one_at_a_time_writes(tmp_path, loragen_
         run(RunConfig(mode="loragen", out=tmp_path / "b2", limit=3, max_new_tokens=BUDGET, batch_size=4))
     with pytest.raises(RunConfigError, match="at least 1"):
         RunConfig(mode="icl", out=tmp_path, batch_size=0)
+
+
+def test_int8_run_decodes_on_the_int8_copy_one_item_at_a_time(tmp_path, loragen_home):
+    exact = run(RunConfig(mode="loragen", out=tmp_path / "fp32", limit=2, max_new_tokens=BUDGET))
+    int8 = run(RunConfig(mode="loragen", out=tmp_path / "int8", limit=2, max_new_tokens=BUDGET, edge_weights="int8"))
+    assert int8.metrics["n_items"] == 2 and int8.metrics["mean_edge_prompt_tokens"] == exact.metrics["mean_edge_prompt_tokens"]
+    assert json.loads((tmp_path / "int8" / "run_config.json").read_text())["edge_weights"] == "int8"
+    with pytest.raises(RunConfigError, match="different configuration"):  # an fp32 run cannot resume an int8 one
+        run(RunConfig(mode="loragen", out=tmp_path / "int8", limit=2, max_new_tokens=BUDGET))
+    with pytest.raises(RunConfigError, match="one item at a time"):
+        RunConfig(mode="loragen", out=tmp_path, edge_weights="int8", batch_size=4)
+    with pytest.raises(RunConfigError, match="--edge-weights must be one of fp32, int8"):
+        RunConfig(mode="loragen", out=tmp_path, edge_weights="int4")
