@@ -88,10 +88,17 @@ class LoRAGenRuntime:
             return cls._default
 
     @classmethod
-    def from_checkpoint(cls, generator_dir: str | Path, edge_model: str | None = None, **kwargs) -> "LoRAGenRuntime":
-        """A runtime on a generator checkpoint; `edge_model` overrides the edge model it names."""
-        generator = load_generator(generator_dir)
-        edge = EdgeModel(load_causal_lm(edge_model)) if edge_model else None
+    def from_checkpoint(cls, generator_dir: str | Path | None, edge_model: str | None = None, edge_weights: str = "fp32",
+                        **kwargs) -> "LoRAGenRuntime":
+        """A runtime on a generator checkpoint (None: the shipped one); `edge_model` overrides the edge
+        model it names; `edge_weights="int8"` decodes with the int8 copy (loragen_core/int8.py)."""
+        if generator_dir is None:
+            generator, kwargs["trained"] = load_default_generator()
+        else:
+            generator = load_generator(generator_dir)
+        edge = None
+        if edge_model or edge_weights != "fp32":
+            edge = EdgeModel(load_causal_lm(edge_model or generator.config.edge_model), weights=edge_weights)
         return cls(generator, edge, **kwargs)
 
     @property

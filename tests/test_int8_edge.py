@@ -93,3 +93,15 @@ def test_int8_rows_of_a_batch_are_not_independent_but_one_row_equals_complete(ti
     assert [(c.text, c.new_tokens) for c in single] == alone
     batched = edge.complete_batch(PROMPTS, adapter=adapters, max_new_tokens=BUDGET)
     assert [(c.text, c.new_tokens) for c in batched] != alone
+
+
+def test_a_runtime_from_a_checkpoint_can_decode_int8(tiny_dirs, tmp_path):
+    from agent import LoRAGenRuntime
+    from loragen_core import save_generator
+
+    config = LoRAGenConfig(cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]), n_experts=4, r=4,
+                           lora_alpha=8, router_hidden=16, cloud_lora_r=4, seed=3)
+    checkpoint = save_generator(build_generator(config).eval(), tmp_path / "ckpt")
+    runtime = LoRAGenRuntime.from_checkpoint(checkpoint, edge_weights="int8", use_disk_cache=False)
+    assert runtime.edge.weights == "int8" and runtime.edge.decode_model is not runtime.edge.model
+    assert LoRAGenRuntime.from_checkpoint(checkpoint, use_disk_cache=False).edge.weights == "fp32"
