@@ -151,6 +151,7 @@ class Servers:
         self.merged = EdgeModel(load_causal_lm(edge_name))
         self.peft_base = load_causal_lm(edge_name).model
         self.int8 = EdgeModel(load_causal_lm(edge_name), weights="int8")
+        self.int8_weight_bytes = int8_nbytes(self.int8.decode_model)  # fixed for the process
         self.peft: PeftModel | None = None
         self.service = AdapterService(generator, cache_dir=work / "adapter_cache")
         self.prefixes = PrefixCacheStore(self.base.model)
@@ -202,7 +203,7 @@ class Servers:
             remerge_s=remerge_s,
             peft_load_s=peft_load_s,
             int8_attach_s=int8_attach_s,
-            int8_weight_bytes=int8_nbytes(self.int8.decode_model),
+            int8_weight_bytes=self.int8_weight_bytes,
             prefix_prefill_s=prefill_s,
             prefix_tokens=split.prefix_length,
             prefix_cache_bytes=cache_nbytes(prefix),

@@ -3,7 +3,8 @@ a dynamically quantised int8 Linear (per-channel weight scales, activations quan
 
 Batch-1 decode on a CPU is memory-bound: each new token reads every weight once. int8 weights are a
 quarter of fp32's bytes, and fbgemm / oneDNN run the int8 matmuls with VNNI. Measured on this
-project's 2-core Xeon VM (AVX512-VNNI, AMX), 40 greedy tokens, one thread, in one process:
+project's 2-core Xeon VM (AVX512-VNNI, AMX), 40 greedy tokens, one thread, in one process, while two
+training jobs shared the cores (so only the ratios mean anything):
 fp32 11.6-12.5 tok/s, this int8 copy 22.6-25.0 tok/s. torchao 0.18 (the successor library) was
 slower here: Int8WeightOnlyConfig 4.3-5.2 tok/s, Int8DynamicActivationInt8WeightConfig 9.0-9.8, so
 this uses torch's own `quantize_dynamic`, deprecated in favour of torchao but the fast path on CPU.

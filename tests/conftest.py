@@ -16,6 +16,29 @@ def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
     return {"edge": save_tiny_llama(root / "edge-llama"), "cloud": save_tiny_qwen2(root / "cloud-qwen2")}
 
 
+SYSTEM_PROMPTS = [
+    "GPT4Tools has access to the following tools: Detect Face, Edge Detection On Image.",
+    "GPT4Tools has access to the following tools: Generate Image From User Input Text.",
+    "GPT4Tools has access to the following tools: Answer Question About The Image, Segment the Image.",
+]
+
+
+@pytest.fixture(scope="module")
+def three_adapters(tiny_dirs):
+    """One generated adapter per SYSTEM_PROMPTS entry, as one batch, from a tiny seeded generator whose
+    expert B init is strong enough to change what the edge model writes."""
+    import torch
+
+    from loragen_core import LoRAGenConfig, build_generator
+
+    config = LoRAGenConfig(
+        cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]), n_experts=4, r=4,
+        lora_alpha=8, router_hidden=16, cloud_lora_r=4, expert_b_init_std=2.0, seed=3,
+    )
+    with torch.inference_mode():
+        return build_generator(config).eval()(SYSTEM_PROMPTS).adapter.detach()
+
+
 @pytest.fixture
 def loragen_home(tmp_path, monkeypatch) -> Path:
     """An empty LORAGEN_HOME, except that the converted default model is shared (read-only use)."""

@@ -7,18 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from loragen_core import GeneratedLoRA, LoRAGenConfig, build_generator, load_causal_lm
+from loragen_core import GeneratedLoRA, load_causal_lm
 from loragen_core.edge_runtime import EdgeModel, RowEnds
 
 PROMPTS = [
     "Detect the edges of image/abc.png",
     "Hi",
     "Generate a picture of a cat sitting on a red chair in the garden, please, with a hat on.",
-]
-SYSTEM_PROMPTS = [
-    "GPT4Tools has access to the following tools: Detect Face, Edge Detection On Image.",
-    "GPT4Tools has access to the following tools: Generate Image From User Input Text.",
-    "GPT4Tools has access to the following tools: Answer Question About The Image, Segment the Image.",
 ]
 BUDGET = 12
 
@@ -29,15 +24,8 @@ def edge(tiny_dirs) -> EdgeModel:
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_dirs) -> GeneratedLoRA:
-    """One generated adapter per system prompt, as one batch (strong enough to change the output)."""
-    config = LoRAGenConfig(
-        cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]), n_experts=4, r=4,
-        lora_alpha=8, router_hidden=16, cloud_lora_r=4, expert_b_init_std=2.0, seed=3,
-    )
-    generator = build_generator(config).eval()
-    with torch.inference_mode():
-        return generator(SYSTEM_PROMPTS).adapter.detach()
+def adapters(three_adapters) -> GeneratedLoRA:
+    return three_adapters
 
 
 def _alone(edge: EdgeModel, texts: list[str]) -> list[tuple[str, int]]:

@@ -13,22 +13,12 @@ from loragen_core.edge_runtime import EdgeModel
 from loragen_core.int8 import int8_copy, int8_nbytes
 
 PROMPTS = ["Detect the edges of image/abc.png", "Hi", "Generate a picture of a cat on a red chair, please."]
-SYSTEM_PROMPTS = [
-    "GPT4Tools has access to the following tools: Detect Face, Edge Detection On Image.",
-    "GPT4Tools has access to the following tools: Generate Image From User Input Text.",
-    "GPT4Tools has access to the following tools: Answer Question About The Image, Segment the Image.",
-]
 BUDGET = 10
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_dirs) -> GeneratedLoRA:
-    config = LoRAGenConfig(
-        cloud_model=str(tiny_dirs["cloud"]), edge_model=str(tiny_dirs["edge"]), n_experts=4, r=4,
-        lora_alpha=8, router_hidden=16, cloud_lora_r=4, expert_b_init_std=2.0, seed=3,
-    )
-    with torch.inference_mode():
-        return build_generator(config).eval()(SYSTEM_PROMPTS).adapter.detach()
+def adapters(three_adapters) -> GeneratedLoRA:
+    return three_adapters
 
 
 def _logits(model: nn.Module, edge: EdgeModel, text: str) -> torch.Tensor:
