@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="Items decoded at once (default 1). More is faster on all 652 items, but the run then reports "
                               "throughput, not latency: take latency from a batch-1 run with `table --latency`.")
     run_cmd.add_argument("--edge-weights", choices=WEIGHT_FORMATS, default="fp32",
-                         help="fp32 (exact, default) or int8: decode with an int8 copy of the edge model, the adapter "
-                              "attached as hooks (about 2x the CPU decode speed, not the same tokens; batch 1 only).")
+                         help="fp32 (exact, default); int8: decode with an int8 copy of the edge model, the adapter "
+                              "attached as hooks (faster on a CPU, not the same tokens; batch 1 only); int8-mlp: only "
+                              "the MLPs in int8, attention and lm_head in fp32 (results/README.md has each one's SR).")
 
     table_cmd = commands.add_parser("table", help="Gather finished runs into one table (JSON, Markdown, chart).")
     table_cmd.add_argument("--row", action="append", required=True, metavar="NAME=RUN_DIR",
@@ -209,7 +210,7 @@ def _add_bench_command(commands) -> None:
     # Defaults live in BenchConfig; None here means "its default", so this parser need not import torch.
     bench = commands.add_parser(
         "bench", help="Benchmark serving: icl, icl_prefix_cache, loragen, peft_unmerged, loragen_int8 (interleaved).",
-        description="Five serving modes on the same items, interleaved; writes bench.json, bench.md and bench.png "
+        description="Six serving modes on the same items, interleaved; writes bench.json, bench.md and bench.png "
         "(eval_gpt4tools/bench.py explains each mode and phase).",
     )
     bench.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")

@@ -1,4 +1,4 @@
-"""`python -m eval_gpt4tools bench`: what it costs to serve a tool-using agent five ways.
+"""`python -m eval_gpt4tools bench`: what it costs to serve a tool-using agent six ways.
 
 On the same GPT4Tools items, in one process, interleaved (item i serves the modes in an order rotated
 by i, so machine drift hits all modes alike):
@@ -10,6 +10,7 @@ by i, so machine drift hits all modes alike):
     peft_unmerged     the same adapter loaded unmerged through peft; edge prompt only
     loragen_int8      the same adapter attached to an int8 copy of the edge model (loragen_core/int8.py);
                       edge prompt only; not the same tokens (its SR: `run --edge-weights int8`)
+    loragen_int8_mlp  the same, with only the MLPs in int8 (attention and lm_head fp32; `--edge-weights int8-mlp`)
 
 Every mode decodes with `EdgeModel.complete`'s rule (timed_generation.py). A request is timed from its
 text to its decoded answer; specialising for the item's system prompt (prefix prefill, adapter
@@ -135,13 +136,14 @@ class Specialization:
     peft_load_s: float
     int8_attach_s: float
     int8_weight_bytes: int
+    int8_mlp_weight_bytes: int
     prefix_prefill_s: float
     prefix_tokens: int
     prefix_cache_bytes: int
 
 
 class Servers:
-    """The models behind the five modes: base (icl, icl_prefix_cache), merged (loragen), peft, int8."""
+    """The models behind the six modes: base (icl, icl_prefix_cache), merged (loragen), peft, int8, int8-mlp."""
 
     def __init__(self, generator: LoRAGenerator, config: BenchConfig, work: Path):
         edge_name = generator.config.edge_model
@@ -151,7 +153,9 @@ class Servers:
         self.merged = EdgeModel(load_causal_lm(edge_name))
         self.peft_base = load_causal_lm(edge_name).model
         self.int8 = EdgeModel(load_causal_lm(edge_name), weights="int8")
+        self.int8_mlp = EdgeModel(load_causal_lm(edge_name), weights="int8-mlp")
         self.int8_weight_bytes = int8_nbytes(self.int8.decode_model)  # fixed for the process
+        self.int8_mlp_weight_bytes = int8_nbytes(self.int8_mlp.decode_model)
         self.peft: PeftModel | None = None
         self.service = AdapterService(generator, cache_dir=work / "adapter_cache")
         self.prefixes = PrefixCacheStore(self.base.model)
@@ -164,7 +168,9 @@ class Servers:
         self.decoders["merged"] = Decoder(self.merged.model, tokenizer, kind, edge_length)
         self.decoders["peft"] = Decoder(self.peft, tokenizer, kind, edge_length)
         # torch.compile is not tried on the quantised modules: the int8 copy gets the cache, not the graph
-        self.decoders["int8"] = Decoder(self.int8.decode_model, tokenizer, "static" if kind == "compiled" else kind, edge_length)
+        quantised_kind = "static" if kind == "compiled" else kind
+        self.decoders["int8"] = Decoder(self.int8.decode_model, tokenizer, quantised_kind, edge_length)
+        self.decoders["int8_mlp"] = Decoder(self.int8_mlp.decode_model, tokenizer, quantised_kind, edge_length)
 
     def base_decoder(self, kind: str, full_length: int) -> Decoder:
         key = f"base:{kind}"
@@ -186,6 +192,7 @@ class Servers:
         remerge_s = self.merged.specialize(adapter, cold.adapter_hash)
         peft_load_s, file_bytes = self._load_into_peft(adapter, index)
         int8_attach_s = self.int8.specialize(adapter, cold.adapter_hash)
+        self.int8_mlp.specialize(adapter, cold.adapter_hash)
 
         split = split_chat_prompt(self.base.tokenizer, item["instruction"])
         start = time.perf_counter()
@@ -204,6 +211,7 @@ class Servers:
             peft_load_s=peft_load_s,
             int8_attach_s=int8_attach_s,
             int8_weight_bytes=self.int8_weight_bytes,
+            int8_mlp_weight_bytes=self.int8_mlp_weight_bytes,
             prefix_prefill_s=prefill_s,
             prefix_tokens=split.prefix_length,
             prefix_cache_bytes=cache_nbytes(prefix),
@@ -237,7 +245,7 @@ class Servers:
             cache = self.prefixes.continuation(self.prefixes.prefill(split), into=decoder.static_cache)
             return decoder.generate(split.input_ids, started, budget, cache, exact)
         edge_text = split_prompt(item["instruction"]).edge_prompt
-        decoder = self.decoders[{"loragen": "merged", "peft_unmerged": "peft", "loragen_int8": "int8"}[mode]]
+        decoder = self.decoders[{"loragen": "merged", "peft_unmerged": "peft", "loragen_int8": "int8", "loragen_int8_mlp": "int8_mlp"}[mode]]
         return decoder.generate(self.merged.chat_input_ids(edge_text), started, budget, decoder.fresh_cache(), exact)
 
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .runner import _percentile  # noqa: E402
 
-MODES = ("icl", "icl_prefix_cache", "loragen", "peft_unmerged", "loragen_int8")
+MODES = ("icl", "icl_prefix_cache", "loragen", "peft_unmerged", "loragen_int8", "loragen_int8_mlp")
 
 GENERATOR_STATE = {
     True: "trained",
@@ -82,7 +82,9 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
         "loragen_merged_extra": statistics.fmean(s["merge_anon_bytes"] for s in new_specs),
         "peft_unmerged": statistics.fmean(s["adapter_bytes"] for s in new_specs),
         "loragen_int8": statistics.fmean(s["adapter_bytes"] for s in new_specs),
+        "loragen_int8_mlp": statistics.fmean(s["adapter_bytes"] for s in new_specs),
         "int8_weight_bytes": specs[0]["int8_weight_bytes"],  # once per process, not per task
+        "int8_mlp_weight_bytes": specs[0]["int8_mlp_weight_bytes"],
         "adapter_file_bytes": statistics.fmean(s["adapter_file_bytes"] for s in new_specs),
         "mean_prefix_tokens": statistics.fmean(s["prefix_tokens"] for s in new_specs),
     }
@@ -91,6 +93,7 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
         "icl_prefix_cache_same_tokens_as_icl": f"{same('icl', 'icl_prefix_cache')}/{len(records)}",
         "peft_unmerged_same_tokens_as_loragen": f"{same('loragen', 'peft_unmerged')}/{len(records)}",
         "loragen_int8_same_tokens_as_loragen": f"{same('loragen', 'loragen_int8')}/{len(records)}",
+        "loragen_int8_mlp_same_tokens_as_loragen": f"{same('loragen', 'loragen_int8_mlp')}/{len(records)}",
     }
     generation_s = specialization["adapter_generation_s"]["median"] + specialization["merge_s"]["median"]
     new_tool_set = {"loragen_generate_and_merge_s": generation_s, "lora_finetune": finetune}
@@ -109,7 +112,7 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
         "adapter_from_cache_s": (specialization["adapter_from_cache_s"]["median"], "<=", TARGETS["adapter_from_cache_s"]),
         **{key: (specialization[key]["p90"], "<=", TARGETS[key]) for key in ("merge_s", "restore_s", "remerge_s")},
         **{f"{mode}_decode_tokens_per_s": (modes[mode]["median_decode_tokens_per_s"] or 0.0, ">=", TARGETS["decode_tokens_per_s"])
-           for mode in ("loragen", "loragen_int8")},
+           for mode in ("loragen", "loragen_int8", "loragen_int8_mlp")},
     }
     checks = {
         name: {"value": value, "target": f"{op} {bound}", "met": CHECKS[op](value, bound)}
@@ -171,7 +174,7 @@ def markdown_report(results: dict) -> str:
         )
     lines += [
         "",
-        "Ratios are reference ÷ mode (above 1: the mode is faster). Peak RSS is the whole process (all five "
+        "Ratios are reference ÷ mode (above 1: the mode is faster). Peak RSS is the whole process (all six "
         "modes' models and the generator are loaded); \"over start\" is what a request adds.",
         "",
         "| specialising for one system prompt | median | p90 |",
@@ -199,6 +202,8 @@ def markdown_report(results: dict) -> str:
         f"| peft_unmerged | {_mb(memory['peft_unmerged'])} adapter |",
         f"| loragen_int8 | {_mb(memory['loragen_int8'])} adapter, unmerged; the int8 copy holds "
         f"{_mb(memory['int8_weight_bytes'])} of int8 weights once per process |",
+        f"| loragen_int8_mlp | {_mb(memory['loragen_int8_mlp'])} adapter, unmerged; the MLP-only int8 copy holds "
+        f"{_mb(memory['int8_mlp_weight_bytes'])} of int8 weights once per process |",
     ]
     new = results["specialize_new_tool_set"]
     finetune = new["lora_finetune"]
@@ -239,8 +244,9 @@ def markdown_report(results: dict) -> str:
         f"Same tokens: icl_prefix_cache vs icl {parity['icl_prefix_cache_same_tokens_as_icl']}; "
         f"peft_unmerged vs loragen {parity['peft_unmerged_same_tokens_as_loragen']} (merged and unmerged LoRA "
         "differ in rounding, so greedy decoding may part ways); "
-        f"loragen_int8 vs loragen {parity['loragen_int8_same_tokens_as_loragen']} (int8 weights change the numbers: "
-        "its quality is measured by `eval_gpt4tools run --edge-weights int8`, not here).",
+        f"loragen_int8 vs loragen {parity['loragen_int8_same_tokens_as_loragen']}, loragen_int8_mlp vs loragen "
+        f"{parity['loragen_int8_mlp_same_tokens_as_loragen']} (int8 weights change the numbers: their quality is "
+        "measured by `eval_gpt4tools run --edge-weights int8|int8-mlp`, not here).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_default_generator, load_generator
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
-from loragen_core.int8 import WEIGHT_FORMATS
+from loragen_core.int8 import WEIGHT_FORMATS, is_int8
 from loragen_core.resumable_run import RunSummary, open_resumable_run
 from tools import split_prompt
 from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
@@ -79,9 +79,9 @@ class RunConfig:
             raise RunConfigError("--constrain-images refines --constrained; give both.")
         if self.edge_weights not in WEIGHT_FORMATS:
             raise RunConfigError(f"--edge-weights must be one of {', '.join(WEIGHT_FORMATS)}, not {self.edge_weights!r}.")
-        if self.edge_weights == "int8" and self.batch_size > 1:
+        if is_int8(self.edge_weights) and self.batch_size > 1:
             # int8 activations are scaled per call over all rows, so a batch would change each row's numbers
-            raise RunConfigError("--edge-weights int8 decodes one item at a time (activation scales span the batch); drop --batch-size.")
+            raise RunConfigError(f"--edge-weights {self.edge_weights} decodes one item at a time (activation scales span the batch); drop --batch-size.")
         if self.prompt not in ("full", "edge"):
             raise RunConfigError(f"--prompt must be full or edge, not {self.prompt!r}.")
 
@@ -90,7 +90,7 @@ class RunConfig:
         label = f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
         if self.constrain_images:
             return label + " + constrained (names, images)"
-        label = label + " + int8" if self.edge_weights == "int8" else label
+        label = label + f" + {self.edge_weights}" if is_int8(self.edge_weights) else label
         return label + " + constrained" if self.constrained else label
 
     def identity(self) -> dict:

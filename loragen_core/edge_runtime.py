@@ -33,7 +33,7 @@ from tools.gpt4tools_format import FINAL_ANSWER_DONE
 
 from .adapter import GeneratedLoRA
 from .constrained import GrammarCompiler, GrammarConstraint, GrammarLogitsProcessor
-from .int8 import WEIGHT_FORMATS, int8_copy
+from .int8 import INT8_SCOPES, WEIGHT_FORMATS, int8_copy, is_int8
 from .model_loading import LoadedModel
 
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -167,21 +167,21 @@ class EdgeModel:
     A lock serialises generation and weight changes, so threads sharing one EdgeModel never decode
     with another caller's adapter half-merged.
 
-    `weights`: "fp32" decodes with `model` itself (exact); "int8" with `decode_model`, an int8 copy
-    made once here, to which `specialize` attaches the adapter as forward hooks (`model` then never
+    `weights`: "fp32" decodes with `model` itself (exact); "int8" (all Linear layers) or "int8-mlp"
+    (the MLPs only) with `decode_model`, an int8 copy made once here, to which `specialize` attaches the adapter as forward hooks (`model` then never
     changes).
     """
 
     def __init__(self, loaded: LoadedModel, weights: str = "fp32"):
         if weights not in WEIGHT_FORMATS:
             raise ValueError(f"Unknown edge weights {weights!r}; choose one of {', '.join(WEIGHT_FORMATS)}.")
-        if weights == "int8" and loaded.model.device.type != "cpu":
+        if is_int8(weights) and loaded.model.device.type != "cpu":
             raise ValueError(f"int8 edge weights are a CPU decode path; the model is on {loaded.model.device}: use fp32.")
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.directory = loaded.directory
         self.weights = weights
-        self.decode_model = int8_copy(loaded.model) if weights == "int8" else loaded.model
+        self.decode_model = int8_copy(loaded.model, INT8_SCOPES[weights]) if is_int8(weights) else loaded.model
         self.lock = threading.RLock()
         self.active_adapter: str | None = None  # content hash of the merged (or, int8, attached) adapter
         self._attached = ExitStack()  # int8: the hooks of the attached adapter
@@ -336,7 +336,7 @@ class EdgeModel:
         adapter_hash = adapter_hash or adapter.content_hash()
         with self.lock:
             start = time.perf_counter()
-            if self.weights == "int8":
+            if is_int8(self.weights):
                 self._attached.close()
                 adapter._require_single()
                 self._attached.enter_context(adapter.applied_to(self.decode_model))
@@ -348,7 +348,7 @@ class EdgeModel:
 
     def reset(self) -> None:
         with self.lock:
-            if self.weights == "int8":
+            if is_int8(self.weights):
                 self._attached.close()
             else:
                 GeneratedLoRA.unmerge_from(self.model)

@@ -1,5 +1,6 @@
-"""An int8 copy of the edge model for decoding on a CPU: every nn.Linear (lm_head included) becomes
-a dynamically quantised int8 Linear (per-channel weight scales, activations quantised per call).
+"""An int8 copy of the edge model for decoding on a CPU: every nn.Linear (lm_head included), or with
+scope "mlp" only the MLPs' Linear layers, becomes a dynamically quantised int8 Linear (per-channel
+weight scales, activations quantised per call).
 
 Batch-1 decode on a CPU is memory-bound: each new token reads every weight once. int8 weights are a
 quarter of fp32's bytes, and fbgemm / oneDNN run the int8 matmuls with VNNI. Measured on this
@@ -25,18 +26,39 @@ import torch
 from torch import nn
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-WEIGHT_FORMATS = ("fp32", "int8")
+WEIGHT_FORMATS = ("fp32", "int8", "int8-mlp")
+# Which Linear layers each int8 format quantises. "int8-mlp" keeps attention and lm_head in fp32:
+# the MLPs hold ~60% of SmolLM2-135M's Linear weights, and attention scores and the vocabulary
+# logits (where greedy decoding picks a tool name's next token) are where rounding errors matter most.
+INT8_SCOPES = {"int8": "all", "int8-mlp": "mlp"}
 
 
-def int8_copy(model: nn.Module) -> nn.Module:
-    """A decode-only int8 copy of `model`; `model` itself is not changed."""
+def is_int8(weights: str) -> bool:
+    return weights in INT8_SCOPES
+
+
+def _quantised_linears(model: nn.Module, scope: str) -> list[str]:
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if scope == "all":
+        return names
+    if scope == "mlp":
+        return [name for name in names if ".mlp." in f".{name}."]
+    raise ValueError(f"Unknown int8 scope {scope!r}; choose all or mlp.")
+
+
+def int8_copy(model: nn.Module, scope: str = "all") -> nn.Module:
+    """A decode-only int8 copy of `model` with the Linear layers of `scope` ("all" or "mlp")
+    quantised; `model` itself is not changed."""
+    names = _quantised_linears(model, scope)
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no Linear layers in int8 scope {scope!r}.")
     # deepcopy with every parameter and buffer pre-entered in the memo: the module tree is copied,
     # the tensors are shared; quantize_dynamic then swaps the copy's Linear modules only.
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
     skeleton = copy.deepcopy(model, shared)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's notice that torch.ao.quantization moves to torchao (see above)
-        quantized = quantize_dynamic(skeleton, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+        quantized = quantize_dynamic(skeleton, dict.fromkeys(names, per_channel_dynamic_qconfig), dtype=torch.qint8, inplace=True)
     quantized.eval()
     return quantized
 

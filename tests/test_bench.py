@@ -148,6 +148,10 @@ def test_bench_writes_every_mode_with_the_required_keys(tiny_dirs, tmp_path, lor
     assert memory["int8_weight_bytes"] >= edge_linear_weights and spec["int8_attach_s"]["median"] > 0
     assert results["parity"]["loragen_int8_same_tokens_as_loragen"].endswith("/2")
     assert "| loragen_int8 |" in (config.out / "bench.md").read_text()
+    mlp_linear_weights = sum(m.weight.numel() for name, m in load_causal_lm(str(tiny_dirs["edge"])).model.named_modules()
+                             if isinstance(m, torch.nn.Linear) and ".mlp." in name)
+    assert mlp_linear_weights <= memory["int8_mlp_weight_bytes"] < memory["int8_weight_bytes"]
+    assert results["parity"]["loragen_int8_mlp_same_tokens_as_loragen"].endswith("/2")
 
 
 def test_equal_length_makes_every_mode_write_exactly_that_many_tokens(tiny_dirs, tmp_path, loragen_home):

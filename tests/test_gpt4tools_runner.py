@@ -81,5 +81,7 @@ def test_int8_run_decodes_on_the_int8_copy_one_item_at_a_time(tmp_path, loragen_
         run(RunConfig(mode="loragen", out=tmp_path / "int8", limit=2, max_new_tokens=BUDGET))
     with pytest.raises(RunConfigError, match="one item at a time"):
         RunConfig(mode="loragen", out=tmp_path, edge_weights="int8", batch_size=4)
-    with pytest.raises(RunConfigError, match="--edge-weights must be one of fp32, int8"):
+    with pytest.raises(RunConfigError, match="int8-mlp decodes one item at a time"):
+        RunConfig(mode="loragen", out=tmp_path, edge_weights="int8-mlp", batch_size=4)
+    with pytest.raises(RunConfigError, match="--edge-weights must be one of fp32, int8, int8-mlp"):
         RunConfig(mode="loragen", out=tmp_path, edge_weights="int4")

@@ -46,6 +46,29 @@ def test_int8_copy_leaves_the_fp32_model_exact_and_stays_close_to_it(tiny_dirs):
         assert _cosine(exact, approx) > 0.99
 
 
+def test_int8_mlp_scope_quantises_only_the_mlps_and_lies_between_fp32_and_int8(tiny_dirs, adapters):
+    loaded = load_causal_lm(str(tiny_dirs["edge"]))
+    mlp_only = int8_copy(loaded.model, "mlp")
+    quantised = {name for name, m in mlp_only.named_modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)}
+    kept = {name for name, m in mlp_only.named_modules() if isinstance(m, nn.Linear)}
+    assert quantised and all(".mlp." in name for name in quantised)
+    assert any("self_attn" in name for name in kept) and "lm_head" in kept
+    assert mlp_only.get_submodule("lm_head").weight is loaded.model.get_submodule("lm_head").weight  # fp32, shared
+    assert int8_nbytes(mlp_only) < int8_nbytes(int8_copy(loaded.model))
+    with pytest.raises(ValueError, match="Unknown int8 scope"):
+        int8_copy(loaded.model, "attention")
+    # the adapter (on q/v, kept in fp32 here) attaches and detaches through the same hooks
+    edge = EdgeModel(loaded, weights="int8-mlp")
+    plain = _logits(edge.decode_model, edge, PROMPTS[0])
+    edge.specialize(adapters.row(0))
+    attached = _logits(edge.decode_model, edge, PROMPTS[0])
+    fp32 = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
+    fp32.specialize(adapters.row(0))
+    assert not torch.equal(attached, plain) and _cosine(_logits(fp32.model, fp32, PROMPTS[0]), attached) > 0.99
+    edge.reset()
+    assert torch.equal(_logits(edge.decode_model, edge, PROMPTS[0]), plain)
+
+
 def test_int8_specialize_attaches_the_adapter_and_reset_removes_it(tiny_dirs, adapters):
     edge = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="int8")
     fp32 = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
@@ -64,7 +87,7 @@ def test_int8_specialize_attaches_the_adapter_and_reset_removes_it(tiny_dirs, ad
     edge.specialize(adapters.row(0))  # replacing, not stacking
     assert torch.equal(_logits(edge.decode_model, edge, PROMPTS[0]), attached)
     assert all(torch.equal(weights_before[k], v) for k, v in edge.model.state_dict().items()), "fp32 weights never change"
-    with pytest.raises(ValueError, match="one of fp32, int8"):
+    with pytest.raises(ValueError, match="one of fp32, int8, int8-mlp"):
         EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="int4")
 
 
