@@ -111,7 +111,7 @@ def merge_lora(
         weight = modules[name].weight
         if name not in pristine:  # the weight holds its original now: never merged, or restored
             pristine[name] = _original_of(model, name, weight)
-        a, b = lora_a[name], lora_b[name]
+        a, b = lora_a[name].to(weight.device), lora_b[name].to(weight.device)
         if weight.dtype == a.dtype == b.dtype == torch.float32:
             _addmm_by_row_blocks(pristine[name], b, a, scale, out=weight.data)
         else:  # low-precision weights: accumulate in float32, round once
@@ -130,6 +130,8 @@ def pristine_weights(model: nn.Module) -> dict[str, torch.Tensor]:
 def _original_of(model: nn.Module, module_name: str, weight: torch.Tensor) -> torch.Tensor:
     """`weight`'s original: the memory-mapped tensor of the file the model was loaded from when it
     is bit-identical (checked once), else a clone."""
+    if weight.device.type != "cpu":  # the memory-mapped file lives in host memory: keep a copy beside the weight
+        return weight.detach().clone()
     mapped = _mapped_tensor(model, module_name + ".weight")
     if mapped is not None and mapped.dtype == weight.dtype and mapped.shape == weight.shape and torch.equal(mapped, weight):
         return mapped

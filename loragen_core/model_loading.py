@@ -45,8 +45,12 @@ class LoadedModel:
     directory: Path  # a directory `AutoModelForCausalLM.from_pretrained` loads; PEFT adapters point here
 
 
-def load_causal_lm(name_or_path: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load a causal LM and its tokenizer in eval mode, never touching the network."""
+def load_causal_lm(name_or_path: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32, device: str | None = None) -> LoadedModel:
+    """Load a causal LM and its tokenizer in eval mode, never touching the network.
+
+    `device`: where the weights go; default `$LORAGEN_DEVICE`, else the CPU (every default path runs
+    on a CPU; `LORAGEN_DEVICE=cuda python -m eval_gpt4tools run ...` evaluates on a GPU)."""
+    device = device or default_device()
     directory = resolve_model_dir(name_or_path)
     try:
         model, tokenizer = _load_from_dir(directory, dtype)
@@ -57,7 +61,14 @@ def load_causal_lm(name_or_path: str = DEFAULT_MODEL, dtype: torch.dtype = torch
         directory = convert_default_model(force=True)
         model, tokenizer = _load_from_dir(directory, dtype)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, directory=directory)
+    return LoadedModel(model=model.to(device), tokenizer=tokenizer, directory=directory)
+
+
+def default_device() -> str:
+    device = os.environ.get("LORAGEN_DEVICE", "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelNotAvailableError(f"LORAGEN_DEVICE={device} but torch sees no CUDA device; unset it to run on the CPU.")
+    return device
 
 
 def resolve_model_dir(name_or_path: str) -> Path:

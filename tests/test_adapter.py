@@ -74,3 +74,18 @@ def test_unreadable_adapter_directory_is_a_clear_error(tmp_path):
     (tmp_path / "adapter_model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(AdapterFormatError, match="unreadable"):
         GeneratedLoRA.from_pretrained(tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (LORAGEN_DEVICE=cuda); CI has none")
+def test_merge_on_cuda_matches_the_cpu_merge_and_restores_exactly(adapter, tiny_dirs):
+    # The adapter stays on the CPU, the weights on the GPU: merging moves A and B to the weight, and the
+    # pristine copy is a GPU clone (the memory-mapped file is host memory).
+    cpu = load_causal_lm(str(tiny_dirs["edge"]), device="cpu").model
+    gpu = load_causal_lm(str(tiny_dirs["edge"]), device="cuda").model
+    ids = torch.randint(0, cpu.config.vocab_size, (2, 10))
+    base = _logits(gpu, ids.cuda())
+    adapter.merge_into(cpu)
+    adapter.merge_into(gpu)
+    assert (_logits(gpu, ids.cuda()).cpu() - _logits(cpu, ids)).abs().max() <= 1e-3
+    GeneratedLoRA.unmerge_from(gpu)
+    assert torch.equal(_logits(gpu, ids.cuda()), base)

@@ -53,3 +53,15 @@ def test_truncated_default_cache_is_rebuilt(loragen_home):
     sizes = json.loads((directory / model_loading.MANIFEST_FILE).read_text())["file_sizes"]
     assert weights.stat().st_size == sizes["model.safetensors"] > 100_000_000
     assert not [p for p in directory.parent.iterdir() if p.name.startswith(".")], "staging left behind"
+
+
+def test_cuda_device_without_cuda_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("LORAGEN_DEVICE", "cuda")
+    monkeypatch.setattr(model_loading.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelNotAvailableError, match="sees no CUDA device; unset it"):
+        model_loading.default_device()
+
+
+def test_the_default_device_is_the_cpu(monkeypatch, tiny_dirs):
+    monkeypatch.delenv("LORAGEN_DEVICE", raising=False)
+    assert load_causal_lm(str(tiny_dirs["edge"])).model.device.type == "cpu"
