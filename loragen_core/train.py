@@ -2,11 +2,12 @@
 
     python -m loragen_core.train --data runs/data/gpt4tools-train/train.jsonl --out runs/train/loragen
     python -m loragen_core.train --method lora --prompt full --data ... --out runs/train/lora-full
+    python -m loragen_core.train --kl-weight 1 --teacher-adapter runs/train/lora-full/final --data ... --out runs/train/loragen-kl
     accelerate launch --multi_gpu --num_processes 8 -m loragen_core.train --recipe paper --data ... --out ...
     accelerate launch --multi_gpu --num_processes 2 -m loragen_core.train ...   # no CUDA: 2 CPU processes, gloo
 
 Built on accelerate: one CPU process by default, DDP/FSDP under `accelerate launch`. AdamW with linear
-warm-up then cosine decay; L_LM and L_cv are logged apart (`log.jsonl`, the progress bar). Every
+warm-up then cosine decay; L_LM, L_cv (and L_KL, context distillation from a full-prompt teacher) are logged apart (`log.jsonl`, the progress bar). Every
 `--save-every` steps the run directory gets an atomic checkpoint; rerunning the same command resumes
 from it, reading exactly the batches an uninterrupted run would have read.
 
@@ -15,6 +16,7 @@ Run directory:
     checkpoint/         model weights + optimizer/scheduler/step, replaced atomically
     log.jsonl           one line per step: step, lr, loss, lm, cv, seconds
     meta_states.pt      (cpu recipe) the cloud LM's meta states per distinct system prompt
+    teacher_topk.pt     (--kl-weight) the teacher's top-k answer-token log-probabilities per row read
     final/              the result: a generator checkpoint (bf16) or a PEFT adapter, with README.md
 """
 
@@ -40,12 +42,13 @@ from transformers import get_cosine_schedule_with_warmup
 from .atomic import atomic_directory
 from .checkpoint import GENERATOR_WEIGHTS_FILE, CheckpointError, build_generator, save_generator
 from .config import LoRAGenConfig
+from .distillation import TEACHER_CACHE_FILE, TeacherCache
 from .generator import LoRAGenerator
 from .meta_state_cache import MetaStateCache
 from .model_loading import load_causal_lm
 from .objective import LossParts, answer_only_lm_loss, loragen_loss
 from .train_config import TrainConfig
-from .train_data import batch_indices, collate, encode_rows, load_rows
+from .train_data import batch_indices, collate, encode_rows, load_rows, row_key
 from .train_report import write_model_card
 
 CHECKPOINT_DIR = "checkpoint"
@@ -55,19 +58,25 @@ LOG_FILE = "log.jsonl"
 
 
 class LoRAGenTrainable(nn.Module):
-    """Generator + frozen edge model; forward(batch) → L_LM + L_cv."""
+    """Generator + frozen edge model; forward(batch) → w_LM·L_LM + L_cv (+ w_KL·L_KL while training)."""
 
-    def __init__(self, generator: LoRAGenerator, edge_model: nn.Module, states: MetaStateCache | None):
+    def __init__(self, generator: LoRAGenerator, edge_model: nn.Module, states: MetaStateCache | None,
+                 teacher: TeacherCache | None = None, lm_weight: float = 1.0, kl_weight: float = 0.0):
         super().__init__()
         self.generator = generator
         self.edge = edge_model
         self.states = states
+        self.teacher = teacher
+        self.lm_weight, self.kl_weight = lm_weight, kl_weight
 
     def forward(self, batch: dict) -> LossParts:
         meta = self.states.stack(batch["system_prompts"]) if self.states else None
+        # Distillation is a training signal: held-out evaluation (eval mode) reports L_LM alone and
+        # needs no teacher targets for its rows.
+        teacher = self.teacher.stack(batch["teacher_keys"], batch["input_ids"].device) if self.teacher and self.training else None
         return loragen_loss(
             self.generator, self.edge, batch["system_prompts"], batch["input_ids"], batch["attention_mask"],
-            batch["labels"], meta_states=meta,
+            batch["labels"], meta_states=meta, teacher=teacher, lm_weight=self.lm_weight, kl_weight=self.kl_weight,
         )
 
     def save(self, directory: Path, dtype: torch.dtype | None = None) -> None:
@@ -94,7 +103,7 @@ class LoRATrainable(nn.Module):
 
     def forward(self, batch: dict) -> LossParts:
         lm = answer_only_lm_loss(self.peft_model.get_base_model(), batch["input_ids"], batch["attention_mask"], batch["labels"])
-        return LossParts(total=lm, lm=lm, cv=torch.zeros((), device=lm.device))
+        return LossParts(total=lm, lm=lm, cv=torch.zeros((), device=lm.device))  # --lm-weight is for loragen
 
     def save(self, directory: Path, dtype: torch.dtype | None = None) -> None:
         with atomic_directory(directory) as staging:
@@ -113,7 +122,10 @@ def generator_config(config: TrainConfig) -> LoRAGenConfig:
     )
 
 
-def build_trainable(config: TrainConfig, edge: nn.Module, out: Path, examples: list, show_progress: bool) -> nn.Module:
+def build_trainable(config: TrainConfig, edge: nn.Module, out: Path, examples: list, show_progress: bool,
+                    teacher_rows: list[dict] = ()) -> nn.Module:
+    """`examples`: every example whose system prompt the generator reads; `teacher_rows`: the rows
+    the distillation teacher scores (their full prompts and answers)."""
     edge.requires_grad_(False)
     if config.gradient_checkpointing:
         # Non-reentrant: gradients reach the LoRA weights even though the checkpointed layers' inputs
@@ -129,7 +141,19 @@ def build_trainable(config: TrainConfig, edge: nn.Module, out: Path, examples: l
     if generator.reads_prompts_with_frozen_cloud:
         states = MetaStateCache(generator, out / "meta_states.pt")
         states.fill(sorted({e.system_prompt for e in examples}), show_progress=show_progress)
-    return LoRAGenTrainable(generator, edge, states)
+    teacher = None
+    if config.distils:
+        teacher = TeacherCache(config.teacher_adapter, config.edge_model, config.teacher_top_k, out / TEACHER_CACHE_FILE)
+        teacher.fill(list(teacher_rows), show_progress=show_progress)
+    return LoRAGenTrainable(generator, edge, states, teacher, config.lm_weight, config.kl_weight)
+
+
+def rows_read_by_run(config: TrainConfig, examples: list, rows: list[dict]) -> list[dict]:
+    """The rows the run's steps will read (a short run reads a fraction of its data, and the teacher
+    scores only those)."""
+    by_key = {row_key(r): r for r in rows}
+    used = {i for step in range(config.steps) for i in batch_indices(len(examples), config.batch_size, step, config.seed)}
+    return [by_key[examples[i].teacher_key] for i in sorted(used)]
 
 
 def rng_state() -> dict[str, torch.Tensor]:
@@ -263,7 +287,7 @@ def prepare_run(config: TrainConfig, accelerator: Accelerator) -> TrainingRun:
     accelerator.wait_for_everyone()
     torch.manual_seed(config.seed + accelerator.process_index)
 
-    rows = load_rows(config.data, need_instruction=config.prompt_field == "instruction")
+    rows = load_rows(config.data, need_instruction=config.prompt_field == "instruction" or config.distils)
     edge = load_causal_lm(config.edge_model)
     tokenizer = edge.tokenizer
     examples, dropped = encode_rows(rows, tokenizer, config.prompt_field, config.max_edge_tokens)
@@ -271,7 +295,10 @@ def prepare_run(config: TrainConfig, accelerator: Accelerator) -> TrainingRun:
     if config.eval_data:
         eval_rows = load_rows(config.eval_data, need_instruction=config.prompt_field == "instruction")
         held_out, _ = encode_rows(eval_rows, tokenizer, config.prompt_field, config.max_edge_tokens)
-    trainable = build_trainable(config, edge.model, out, examples + held_out, show_progress=accelerator.is_main_process)
+    # (Every process fills the meta-state and teacher caches itself: the same file, written atomically.)
+    teacher_rows = rows_read_by_run(config, examples, rows) if config.distils else []
+    trainable = build_trainable(config, edge.model, out, examples + held_out, show_progress=accelerator.is_main_process,
+                                teacher_rows=teacher_rows)
     parameters = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
@@ -316,9 +343,14 @@ def log_step(run: TrainingRun, step: int, parts: LossParts, seconds: float, prog
     """The step's line in log.jsonl and the progress bar; the held-out L_LM when it is due."""
     record = {"step": step, "lr": run.scheduler.get_last_lr()[0], "loss": parts.total.item(), "lm": parts.lm.item(),
               "cv": parts.cv.item(), "seconds": round(seconds, 3)}
+    if parts.kl is not None:
+        record["kl"] = parts.kl.item()
     with open(run.out / LOG_FILE, "a") as log:
         log.write(json.dumps(record) + "\n")
-    progress.set_postfix(loss=f"{record['loss']:.3f}", lm=f"{record['lm']:.3f}", cv=f"{record['cv']:.4f}")
+    shown = {"loss": f"{record['loss']:.3f}", "lm": f"{record['lm']:.3f}", "cv": f"{record['cv']:.4f}"}
+    if "kl" in record:
+        shown["kl"] = f"{record['kl']:.3f}"
+    progress.set_postfix(**shown)
     config = run.config
     if run.held_out and ((config.eval_every and (step + 1) % config.eval_every == 0) or step + 1 == config.steps):
         eval_lm = held_out_lm(run.accelerator.unwrap_model(run.trainable), run.held_out, run.pad_id, run.accelerator.device,

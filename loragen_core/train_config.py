@@ -56,6 +56,10 @@ class TrainConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Method lora: recompute the edge model's activations in the backward pass, about a third more compute for far less memory. Needed for --prompt full on a machine with little memory."})
     save_every: int = field(default=25, metadata={"help": "Write a resumable checkpoint every N steps."})
     seed: int = field(default=0, metadata={"help": "Seed for the data order, dropout and initialisation."})
+    lm_weight: float = field(default=1.0, metadata={"help": "Weight of L_LM, the answer tokens' cross-entropy."})
+    kl_weight: float = field(default=0.0, metadata={"help": "Method loragen: weight of context distillation, KL(teacher ‖ student) over the answer tokens (ours, not the paper's). 0: off. Needs --teacher-adapter and rows with `instruction`."})
+    teacher_adapter: str = field(default="", metadata={"help": "The distillation teacher: a PEFT LoRA for the edge model that reads the full prompt, e.g. the final/ of a `--method lora --prompt full` run. Its top-k log-probabilities are computed once per row and cached in the run directory."})
+    teacher_top_k: int = field(default=16, metadata={"help": "How many of the teacher's most likely tokens the KL keeps per answer token (the rest is one bucket)."})
     train_cloud_lora: bool | None = _generator_field("train_cloud_lora", from_recipe=True)
     train_meta_tokens: bool | None = _generator_field("train_meta_tokens", from_recipe=True)
     train_routers: bool = _generator_field("train_routers")
@@ -81,8 +85,18 @@ class TrainConfig:
             # The generated adapter is applied through forward hooks that are gone by the time the
             # backward pass would recompute the layers; loragen trains on short edge prompts anyway.
             raise ValueError("--gradient-checkpointing is for --method lora (long --prompt full sequences).")
+        if self.kl_weight < 0 or self.lm_weight < 0:
+            raise ValueError("--kl-weight and --lm-weight must not be negative.")
+        if self.kl_weight > 0 and self.method != "loragen":
+            raise ValueError("--kl-weight distils into the generator: it is for --method loragen.")
+        if self.kl_weight > 0 and not self.teacher_adapter:
+            raise ValueError("--kl-weight needs --teacher-adapter DIR (the final/ of a `--method lora --prompt full` run).")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("--steps and --batch-size must be at least 1.")
+
+    @property
+    def distils(self) -> bool:
+        return self.kl_weight > 0
 
     @property
     def prompt_field(self) -> str:

@@ -14,6 +14,7 @@ A row's optional `template` says how the edge model reads it (only the answer is
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,12 @@ class EdgeExample:
     system_prompt: str
     input_ids: list[int]
     labels: list[int]
+    teacher_key: str | None = None  # the row's key in a distillation teacher's cache (rows with a full prompt)
+
+
+def row_key(row: dict) -> str:
+    """A row's identity for the teacher cache: the full prompt the teacher reads and the answer it scores."""
+    return hashlib.sha256(f"{row['instruction']}\0{row['output']}".encode()).hexdigest()
 
 
 def load_rows(paths: list[str | Path], need_instruction: bool = False) -> list[dict]:
@@ -98,7 +105,8 @@ def encode_rows(
         if len(input_ids) > max_tokens:
             dropped += 1
             continue
-        examples.append(EdgeExample(row["system_prompt"], input_ids, labels))
+        key = row_key(row) if isinstance(row.get("instruction"), str) else None
+        examples.append(EdgeExample(row["system_prompt"], input_ids, labels, key))
     if not examples:
         raise TrainingDataError(f"Every example is longer than max_edge_tokens={max_tokens}; raise it.")
     return examples, dropped
@@ -117,7 +125,7 @@ def collate(examples: list[EdgeExample], pad_id: int) -> dict:
         attention_mask[row, :n] = 1
     return {
         "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-        "system_prompts": [e.system_prompt for e in examples],
+        "system_prompts": [e.system_prompt for e in examples], "teacher_keys": [e.teacher_key for e in examples],
     }
 
 

@@ -23,6 +23,8 @@ def summarize_log(log_path: Path, last: int = 20) -> dict:
         f"final_lm_mean_last_{last}": round(mean("lm"), 4),
         f"final_cv_mean_last_{last}": round(mean("cv"), 5),
         "first_lm": round(records[0]["lm"], 4) if records else None,
+        f"final_kl_mean_last_{last}": round(mean("kl"), 4) if tail and all("kl" in r for r in tail) else None,
+        "first_kl": round(records[0]["kl"], 4) if records and "kl" in records[0] else None,
         "held_out_lm": round(evaluations[-1]["eval_lm"], 4) if evaluations else None,
         "held_out_examples": evaluations[-1]["eval_examples"] if evaluations else 0,
     }
@@ -50,7 +52,8 @@ def _id_prefix(row_id: str) -> str:
 
 
 def plot_losses(log_path: Path, path: Path) -> None:
-    """L_LM and L_cv per step, side by side (L_cv is ~100x smaller: its own axis)."""
+    """L_LM and L_cv per step, side by side (L_cv is ~100x smaller: its own axis); L_KL beside L_LM
+    when the run distils."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,8 +62,11 @@ def plot_losses(log_path: Path, path: Path) -> None:
     records = [r for r in (json.loads(line) for line in log_path.read_text().splitlines() if line.strip()) if "loss" in r]
     steps = [r["step"] for r in records]
     figure, (lm_axis, cv_axis) = plt.subplots(1, 2, figsize=(9, 3.2))
-    lm_axis.plot(steps, [r["lm"] for r in records])
-    lm_axis.set(title="L_LM (answer tokens)", xlabel="step")
+    lm_axis.plot(steps, [r["lm"] for r in records], label="L_LM")
+    if records and all("kl" in r for r in records):
+        lm_axis.plot(steps, [r["kl"] for r in records], label="L_KL (teacher ‖ student)", color="tab:green")
+        lm_axis.legend()
+    lm_axis.set(title="answer tokens", xlabel="step")
     cv_axis.plot(steps, [r["cv"] for r in records], color="tab:orange")
     cv_axis.set(title="L_cv (load balance)", xlabel="step")
     figure.tight_layout()
@@ -71,8 +77,11 @@ def plot_losses(log_path: Path, path: Path) -> None:
 def trained_parts(config: TrainConfig) -> str:
     if config.method == "lora":
         return f"trained: a peft LoRA (r {config.r}, alpha {config.r}) on the edge FFNs, {config.prompt} prompt."
+    distillation = (f" Context distillation (ours): L_KL weight {config.kl_weight}, L_LM weight {config.lm_weight}, teacher "
+                    f"`{config.teacher_adapter}` (full prompt), its top {config.teacher_top_k} tokens." if config.distils else "")
     return (f"trained: cloud LoRA {config.train_cloud_lora}, meta tokens {config.train_meta_tokens}, routers {config.train_routers}, "
-            f"experts {config.train_experts}; n_experts {config.n_experts}, top_k {config.top_k}, r {config.r}, cv_alpha {config.cv_alpha}.")
+            f"experts {config.train_experts}; n_experts {config.n_experts}, top_k {config.top_k}, r {config.r}, cv_alpha {config.cv_alpha}."
+            + distillation)
 
 
 def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: int, out: Path, final: Path) -> None:
@@ -94,6 +103,7 @@ def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: 
         f"- Steps logged: {training['steps_logged']}; summed step time {training['train_seconds']} s.",
         f"- L_LM first step {training['first_lm']}, mean of the last 20 steps {training['final_lm_mean_last_20']}; "
         f"L_cv {training['final_cv_mean_last_20']}"
+        + (f"; L_KL first step {training['first_kl']}, last 20 steps {training['final_kl_mean_last_20']}" if training["first_kl"] is not None else "")
         + (f"; held-out L_LM {training['held_out_lm']} on {training['held_out_examples']} examples." if training["held_out_examples"] else "."),
         "",
         "Full details: `training_summary.json`; loss curves: `loss.png`.",

@@ -251,7 +251,7 @@ def test_each_prompts_adapter_makes_the_edge_model_name_its_own_tool(tiny_dirs, 
         assert tool in written[system] and other not in written[system], written
 
 
-def test_each_prompts_adapter_makes_the_edge_model_name_its_own_tool(tiny_dirs, tmp_path):
+def test_each_prompts_adapter_ranks_its_own_tool_first(tiny_dirs, tmp_path):
     """The edge prompt never says which tool (it is the same for both), so only the adapter can: a
     generator that ignored its system prompt would rank the same tool first for both prompts."""
     from loragen_core.edge_runtime import EdgeModel
