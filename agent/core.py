@@ -47,7 +47,7 @@ from tools.workspace import Workspace, WorkspaceError
 from tools.gpt4tools_format import OBSERVATION_STOP
 
 from .parsing import IMAGE_PATH, PLACEHOLDER, grounded_answer, parse_turn, tool_step_text, with_format_hint
-from .modes import DEFAULT_MODE, ICL, check_mode, edge_text, uses_adapter
+from .modes import DEFAULT_MODE, FULL_PROMPT_LORA, check_mode, edge_text, reads_full_prompt, uses_adapter
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 
 DEFAULT_CAPTION = "An image uploaded by the user."
@@ -258,6 +258,7 @@ class _Run:
             on_text=on_text,
             grammar=agent.grammar(self.images),
             should_stop=self.should_stop,
+            adapter=agent.runtime.full_prompt_lora() if self.mode == FULL_PROMPT_LORA else None,
         )
         self.completions.append(completion)
         turn = parse_turn(completion.text)
@@ -339,7 +340,7 @@ class _Run:
             mode=self.mode,
             latency_s=time.perf_counter() - self.start,
             prompt_tokens=prompt_tokens,
-            full_prompt_tokens=prompt_tokens if self.mode == ICL else agent.runtime.count_prompt_tokens(full_prompt),
+            full_prompt_tokens=prompt_tokens if reads_full_prompt(self.mode) else agent.runtime.count_prompt_tokens(full_prompt),
             adapter_hash=first.adapter_hash if first else None,
             adapter_cache_hit=first.adapter_cache_hit if first else None,
             adapter_seconds=first.adapter_seconds if first else None,

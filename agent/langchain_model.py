@@ -55,7 +55,7 @@ from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
 from tools.gpt4tools_format import ACTION, FINAL_ANSWER, OBSERVATION_STOP
 
 from .parsing import IMAGE_PATH, ParsedTurn, grounded_answer, parse_turn, tool_step_text, with_format_hint
-from .modes import DEFAULT_MODE, check_mode, edge_text, uses_adapter
+from .modes import DEFAULT_MODE, FULL_PROMPT_LORA, check_mode, edge_text, uses_adapter
 from .runtime import LoRAGenRuntime, RuntimeCompletion
 from .streaming import stream_in_thread
 
@@ -77,7 +77,7 @@ class LoRAGenChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     runtime: Any = Field(default=None, exclude=True, description="A LoRAGenRuntime; None: the process-wide default.")
-    mode: str = Field(default=DEFAULT_MODE, description="What stays in context (agent/modes.py): loragen, loragen-names or icl.")
+    mode: str = Field(default=DEFAULT_MODE, description="What stays in context (agent/modes.py): loragen, loragen-names, icl or full-prompt-lora.")
     max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, description="Decoding budget per model call.")
     constrained: bool = Field(default=True, description="Decode tool-bound replies under the bound tools' trace grammar.")
 
@@ -182,6 +182,8 @@ class LoRAGenChatModel(BaseChatModel):
         grammar = self._grammar(messages, request.tools)
         # The GPT4Tools stop rule (end once an "AI: ..." line is complete) is for tool-bound replies only.
         rule = {"grammar": grammar, "answer_line_ends": bool(request.tools)}
+        if self.mode == FULL_PROMPT_LORA:  # the trained baseline: the shipped full-prompt LoRA, full prompt
+            rule["adapter"] = runtime.full_prompt_lora()
         completion = runtime.complete(request.prompt, request.system_prompt, self.max_new_tokens, stops, on_text, **rule)
         first = completion
         turn = parse_turn(completion.text) if request.tools else None

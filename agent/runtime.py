@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loragen_core import AdapterResult, AdapterService, LoRAGenerator, load_causal_lm, load_default_generator, load_generator
+from loragen_core import (
+    AdapterResult, AdapterService, CheckpointError, LoRAGenerator, load_causal_lm, load_default_generator, load_full_prompt_lora, load_generator,
+)
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class LoRAGenRuntime:
         self._memory: OrderedDict[str, AdapterResult] = OrderedDict()
         self._memory_lock = threading.Lock()
         self._generation_lock = threading.Lock()
+        self._full_prompt_lora: AdapterResult | None = None
 
     @classmethod
     def default(cls) -> "LoRAGenRuntime":
@@ -131,6 +134,20 @@ class LoRAGenRuntime:
         )
         return result
 
+    def full_prompt_lora(self) -> AdapterResult:
+        """The shipped full-prompt LoRA (read once per runtime): the trained baseline's weights."""
+        with self._memory_lock:
+            if self._full_prompt_lora is None:
+                self._full_prompt_lora = load_full_prompt_lora()
+            return self._full_prompt_lora
+
+    def has_full_prompt_lora(self) -> bool:
+        """Whether this checkout ships the full-prompt LoRA and it fits this runtime's edge model."""
+        try:
+            return self.full_prompt_lora().adapter.fits(self.edge.model)
+        except CheckpointError:
+            return False
+
     def _remembered(self, system_prompt: str) -> AdapterResult | None:
         found = self._memory.get(system_prompt)
         if found is None:
@@ -172,6 +189,7 @@ class LoRAGenRuntime:
         grammar: str | None = None,
         should_stop: Callable[[], bool] | None = None,
         answer_line_ends: bool = True,
+        adapter: AdapterResult | None = None,
     ) -> RuntimeCompletion:
         """Decode `prompt` on the edge model specialised for `system_prompt` (None: base weights).
 
@@ -179,10 +197,14 @@ class LoRAGenRuntime:
         merged adapter. Without one, `prompt` must carry everything (the in-context baseline).
         `grammar` (Lark) constrains what the edge model may write; `should_stop` ends decoding early;
         `answer_line_ends=False` (plain chat) keeps decoding past a line that starts with "AI: ".
+        `adapter` (with no system prompt): merge this one instead, e.g. `full_prompt_lora()`.
         Raises `RequestTooLongError` before any work for a prompt over `max_prompt_tokens`.
         """
+        if adapter is not None and system_prompt is not None:
+            raise ValueError("Pass a system prompt (its adapter is generated) or an adapter, not both.")
         self.check_length(prompt)
-        adapter = self.adapter_for(system_prompt) if system_prompt is not None else None
+        if system_prompt is not None:
+            adapter = self.adapter_for(system_prompt)
         return self.decode(
             prompt, adapter, max_new_tokens=max_new_tokens, stop=stop, on_text=on_text, grammar=grammar,
             should_stop=should_stop, answer_line_ends=answer_line_ends,

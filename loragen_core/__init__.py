@@ -4,7 +4,7 @@ Data flow: system prompt → `LoRAGenerator` → `GeneratedLoRA` → merged into
 """
 
 from .adapter import AdapterFormatError, GeneratedLoRA
-from .adapter_service import AdapterResult, AdapterService
+from .adapter_service import AdapterResult, AdapterService, load_full_prompt_lora
 from .checkpoint import CheckpointError, build_generator, load_default_generator, load_generator, save_generator
 from .config import LoRAGenConfig
 from .generator import LoRAGenerator, keep_top_k, cv_squared_loss
@@ -29,6 +29,7 @@ __all__ = [
     "keep_top_k",
     "load_causal_lm",
     "load_default_generator",
+    "load_full_prompt_lora",
     "load_generator",
     "save_generator",
 ]

@@ -95,6 +95,16 @@ class GeneratedLoRA:
         self._require_single()
         merge_lora(model, {n: a[0] for n, a in self.lora_a.items()}, {n: b[0] for n, b in self.lora_b.items()}, self.scale)
 
+    def fits(self, model: nn.Module) -> bool:
+        """Whether every factor pair names a Linear of `model` with matching shapes (an adapter
+        trained for another model does not)."""
+        modules = dict(model.named_modules())
+        for name, a in self.lora_a.items():
+            module, b = modules.get(name), self.lora_b[name]
+            if not isinstance(module, nn.Linear) or tuple(module.weight.shape) != (b.shape[-2], a.shape[-1]):
+                return False
+        return True
+
     @staticmethod
     def unmerge_from(model: nn.Module) -> None:
         """Restore the exact original weights (bit-identical)."""

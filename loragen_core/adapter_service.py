@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapter import GeneratedLoRA
+from .adapter import PEFT_WEIGHTS_FILE, GeneratedLoRA
 from .adapter_cache import AdapterCache, cache_key
-from .checkpoint import generator_fingerprint
+from .checkpoint import FULL_PROMPT_LORA_CHECKPOINT, CheckpointError, generator_fingerprint
 from .generator import LoRAGenerator
 from .model_loading import loragen_home
 
@@ -44,3 +44,18 @@ class AdapterService:
                 if self.cache:
                     self.cache.put(key, adapter)
         return AdapterResult(adapter, hit, time.perf_counter() - start, adapter.content_hash())
+
+
+def load_full_prompt_lora() -> AdapterResult:
+    """The shipped full-prompt LoRA (the `lora_with_tools` baseline: a peft LoRA trained on the same
+    data and steps as the generator, with the whole tool list in the prompt), as an adapter that
+    `EdgeModel.specialize` merges. The comparison a user should see: the same edge model, trained,
+    reading every tool definition, against LoRA-Gen reading none."""
+    started = time.perf_counter()
+    if not (FULL_PROMPT_LORA_CHECKPOINT / PEFT_WEIGHTS_FILE).is_file():
+        raise CheckpointError(
+            f"{FULL_PROMPT_LORA_CHECKPOINT} holds no {PEFT_WEIGHTS_FILE}: this checkout lacks the shipped full-prompt LoRA. "
+            "Train one with `python -m loragen_core.train --method lora --prompt full ...` and pass its final/ directory."
+        )
+    adapter = GeneratedLoRA.from_pretrained(FULL_PROMPT_LORA_CHECKPOINT)
+    return AdapterResult(adapter, True, time.perf_counter() - started, adapter.content_hash())

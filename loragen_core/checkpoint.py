@@ -27,6 +27,8 @@ GENERATOR_WEIGHTS_FILE = "generator.safetensors"
 EDGE_TARGETS_FILE = "edge_targets.json"
 # The trained generator shipped with the repository; absent until one is trained.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
+# The lora_with_tools baseline (a peft adapter, bf16): what the UI's side-by-side and the demo compare against.
+FULL_PROMPT_LORA_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "full_prompt_lora"
 
 
 class CheckpointError(ValueError):

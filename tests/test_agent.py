@@ -43,7 +43,7 @@ class ScriptedRuntime:
         self.calls: list[dict] = []
 
     def complete(self, prompt, system_prompt=None, max_new_tokens=128, stop=None, on_text=None, grammar=None, should_stop=None,
-                 answer_line_ends=True):
+                 answer_line_ends=True, adapter=None):
         self.calls.append({"prompt": prompt, "system_prompt": system_prompt, "stop": list(stop or []), "grammar": grammar,
                            "answer_line_ends": answer_line_ends})
         reply = self.replies.pop(0)
@@ -405,6 +405,41 @@ def test_runtime_generates_once_and_merges_only_on_change(tiny_runtime):
     back = runtime.complete(prompt, system_a, max_new_tokens=8)
     assert back.text == first.text and back.adapter_cache_hit is True
     assert runtime.adapter_generations == generations + 2 and runtime.merges == merges + 3
+
+
+def test_full_prompt_lora_mode_merges_the_shipped_adapter_over_the_full_prompt(tiny_runtime, workspace, three_adapters,
+                                                                               tiny_dirs, tmp_path, monkeypatch):
+    """The trained baseline the UI compares with: the shipped peft LoRA merged, the whole prompt read."""
+    import loragen_core.adapter_service as adapter_service
+    from agent.modes import BASELINE_LABELS, FULL_PROMPT_LORA, ICL, baseline_mode
+    from loragen_core import CheckpointError, GeneratedLoRA, load_full_prompt_lora
+    from loragen_core.edge_runtime import EdgeModel
+
+    workspace, image = workspace
+    shipped = tmp_path / "full_prompt_lora"
+    monkeypatch.setattr(adapter_service, "FULL_PROMPT_LORA_CHECKPOINT", shipped)
+    runtime = LoRAGenRuntime(tiny_runtime.generator, tiny_runtime.edge, adapter_cache_dir=tmp_path / "adapters", trained=False)
+    with pytest.raises(CheckpointError, match="lacks the shipped full-prompt LoRA"):
+        load_full_prompt_lora()
+    assert baseline_mode(runtime) == ICL  # a checkout without it still compares with something
+
+    three_adapters.row(0).save_pretrained(shipped, tiny_dirs["edge"])
+    expected = GeneratedLoRA.from_pretrained(shipped).content_hash()
+    runtime = LoRAGenRuntime(tiny_runtime.generator, tiny_runtime.edge, adapter_cache_dir=tmp_path / "adapters", trained=False)
+    assert baseline_mode(runtime) == FULL_PROMPT_LORA and "trained" in BASELINE_LABELS[FULL_PROMPT_LORA]
+    agent = Agent(TOOLS_A, runtime=runtime, workspace=workspace, max_new_tokens=12, constrained=False)
+    trained = agent.run("Detect the edges of this image.", image=image, mode=FULL_PROMPT_LORA)
+    icl = agent.run("Detect the edges of this image.", image=image, mode=ICL)
+    assert trained.adapter_hash == expected and runtime.edge.active_adapter in (expected, None)
+    assert trained.prompt_tokens == trained.full_prompt_tokens == icl.prompt_tokens  # the same full prompt
+    assert "TOOLS:" in trained.edge_prompt
+    assert trained.steps[0].raw != icl.steps[0].raw, "the merged LoRA must change what the edge model writes"
+    with pytest.raises(ValueError, match="not both"):
+        runtime.complete("x", agent.system_prompt, adapter=runtime.full_prompt_lora())
+
+    other_model = EdgeModel(load_causal_lm(str(tiny_dirs["cloud"])))  # another architecture: the adapter does not fit
+    assert not LoRAGenRuntime(tiny_runtime.generator, other_model, adapter_cache_dir=tmp_path / "other",
+                              trained=False).has_full_prompt_lora()
 
 
 def test_agent_on_tiny_models_in_both_modes(tiny_runtime, workspace):

@@ -174,10 +174,10 @@ def test_a_turn_with_an_image_runs_the_tool_and_shows_trace_panel_and_baseline(s
     assert "untrained" in panel and f"`{adapter}`" in panel
     tokens = re.search(r"(\d+) edge-prompt tokens vs (\d+) full-prompt tokens", panel)
     assert tokens and int(tokens.group(1)) < int(tokens.group(2))
-    assert re.search(r"This turn: \d+\.\d\d s", panel) and re.search(r"In-context baseline: \d+\.\d\d s", panel)
+    assert re.search(r"This turn: \d+\.\d\d s", panel) and re.search(r"In-context baseline \(untrained, full prompt\): \d+\.\d\d s", panel)
     # The baseline answered the same message on the base weights, and showed its own latency.
     assert any(t.startswith("Done [adapter none]") for t in texts(out["baseline_chat"]))
-    assert out["baseline_latency"].startswith("**In-context baseline**")
+    assert out["baseline_latency"].startswith("**In-context baseline (untrained, full prompt)**")
 
 
 def test_bad_input_gets_a_clear_message_and_the_app_keeps_running(served, tmp_path):

@@ -4,8 +4,9 @@
     gradio_client ─► /chat (a throwaway session per call) ────────────────► Agent ─┤
                                    LoRAGenRuntime (one per process: adapters, locked edge model) ◄─┘
 
-Layout: the chat (text + image upload, tool images inline) beside the in-context baseline's chat when
-the comparison switch is on; under it a collapsible Thought / Action / Observation trace; on the right
+Layout: the chat (text + image upload, tool images inline) beside the baseline's chat when the
+comparison switch is on (the shipped full-prompt LoRA, trained on the generator's data and reading
+every tool definition; the untrained in-context model where a checkout lacks it); under it a collapsible Thought / Action / Observation trace; on the right
 the tool check boxes and the adapter panel (trained or fresh generator, adapter hash, generated or
 cached, prompt tokens with and without the system prompt, this turn's latency).
 
@@ -132,7 +133,7 @@ def _layout(handlers: ChatHandlers) -> gr.Blocks:
                         loragen_chat = gr.Chatbot(label="LoRA-Gen (adapter, short prompt)", elem_id="chat", height=460)
                         loragen_latency = gr.Markdown(elem_id="loragen-latency")
                     with gr.Column(visible=False) as baseline_column:
-                        baseline_chat = gr.Chatbot(label="In-context baseline (full prompt)", elem_id="baseline-chat", height=460)
+                        baseline_chat = gr.Chatbot(label=handlers.baseline_label, elem_id="baseline-chat", height=460)
                         baseline_latency = gr.Markdown(elem_id="baseline-latency")
                 message_box = gr.MultimodalTextbox(
                     placeholder="Ask the agent; attach an image (PNG, JPEG, ...) with the clip.",
@@ -146,7 +147,8 @@ def _layout(handlers: ChatHandlers) -> gr.Blocks:
                     )
             with gr.Column(scale=1, min_width=300):
                 panel = gr.Markdown(render_panel(handlers.runtime.trained, default_tools), elem_id="adapter-panel")
-                compare = gr.Checkbox(False, label="Also answer with the in-context baseline, side by side", elem_id="compare")
+                compare = gr.Checkbox(False, label=f"Also answer with the {handlers.baseline_label[0].lower() + handlers.baseline_label[1:]}, side by side",
+                                      elem_id="compare")
                 tools_box = gr.CheckboxGroup(
                     available, value=[t for t in default_tools if t in available],
                     label="Tools (a new set gets a new adapter)", elem_id="tools",

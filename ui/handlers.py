@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from agent import AgentResult, LoRAGenRuntime, RequestTooLongError
+from agent.modes import BASELINE_LABELS, baseline_mode
 from tools.registry import ToolRegistry
 from tools.workspace import Workspace, WorkspaceError
 
@@ -52,6 +53,8 @@ class ChatHandlers:
         self.max_image_bytes = max_image_bytes
         self.max_image_pixels = max_image_pixels
         self.max_steps = max_steps
+        self.baseline_mode = baseline_mode(runtime)
+        self.baseline_label = BASELINE_LABELS[self.baseline_mode]
         self.max_new_tokens = max_new_tokens
 
     def new_session(self, tools: Sequence[str] | None = None) -> ChatSession:
@@ -86,13 +89,13 @@ class ChatHandlers:
             loragen = yield from _run_into(session, text, "loragen", session.messages, outputs)
             baseline = None
             if compare:
-                baseline = yield from _run_into(session, text, "icl", session.baseline_messages, outputs)
-            outputs.trace = render_trace(loragen, baseline)
+                baseline = yield from _run_into(session, text, self.baseline_mode, session.baseline_messages, outputs)
+            outputs.trace = render_trace(loragen, baseline, self.baseline_label)
             outputs.edge_prompt = loragen.edge_prompt
             yield outputs(
-                render_panel(self.runtime.trained, session.tools, loragen, baseline),
+                render_panel(self.runtime.trained, session.tools, loragen, baseline, baseline_label=self.baseline_label),
                 render_latency("LoRA-Gen", loragen),
-                render_latency("In-context baseline", baseline) if baseline else "",
+                render_latency(self.baseline_label, baseline) if baseline else "",
             )
         except (UserError, RequestTooLongError) as problem:
             say(f"⚠️ {problem}")

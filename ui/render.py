@@ -26,10 +26,10 @@ def render_answer(result: AgentResult, workspace: Workspace) -> list[dict]:
     return messages
 
 
-def render_trace(loragen: AgentResult, baseline: AgentResult | None = None) -> str:
+def render_trace(loragen: AgentResult, baseline: AgentResult | None = None, baseline_label: str = "In-context baseline") -> str:
     parts = [f"# LoRA-Gen (edge prompt, {loragen.prompt_tokens} tokens, + adapter)\n{loragen.trace_text()}"]
     if baseline:
-        parts.append(f"# In-context baseline (full prompt, {baseline.prompt_tokens} tokens)\n{baseline.trace_text()}")
+        parts.append(f"# {baseline_label} ({baseline.prompt_tokens}-token prompt)\n{baseline.trace_text()}")
     return "\n\n".join(parts)
 
 
@@ -43,6 +43,7 @@ def render_panel(
     loragen: AgentResult | None = None,
     baseline: AgentResult | None = None,
     prepared: AdapterResult | None = None,
+    baseline_label: str = "In-context baseline",
 ) -> str:
     """The adapter panel. `prepared`: an `AdapterResult` from choosing tools, before any message."""
     lines = ["### Adapter"]
@@ -64,7 +65,7 @@ def render_panel(
             f"This turn: {loragen.latency_s:.2f} s",
         ]
         if baseline is not None:
-            lines.append(f"In-context baseline: {baseline.latency_s:.2f} s")
+            lines.append(f"{baseline_label}: {baseline.latency_s:.2f} s, {baseline.prompt_tokens}-token prompt")
     elif prepared is not None:
         how = "from cache" if prepared.cache_hit else "generated"
         lines.append(f"Adapter: `{prepared.adapter_hash[:16]}`, {how} in {prepared.seconds:.2f} s")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from agent import Agent, AgentResult, LoRAGenRuntime
+from agent.modes import MODES
 from agent.streaming import stream_in_thread
 from loragen_core.adapter_service import AdapterResult
 from tools.registry import ToolRegistry, UnknownToolError
@@ -55,7 +56,7 @@ class ChatSession:
         self.baseline_messages: list[dict] = []  # the in-context baseline's chat
         self.tools: tuple[str, ...] = ()
         # Memory: each mode's finished (request, answer) turns; the agent keeps what fits its budget.
-        self.turns: dict[str, list[tuple[str, str]]] = {"loragen": [], "icl": []}
+        self.turns: dict[str, list[tuple[str, str]]] = {mode: [] for mode in MODES}
         self._stop = threading.Event()  # set by the Stop button; cleared when a new message starts
         self.agent: Agent
         self.set_tools(tools)
@@ -117,7 +118,7 @@ class ChatSession:
         self.image = None
         self.messages = []
         self.baseline_messages = []
-        self.turns = {"loragen": [], "icl": []}
+        self.turns = {mode: [] for mode in MODES}
 
     def close(self) -> None:
         """Delete the session's files; called when Gradio drops the session."""
