@@ -1,7 +1,10 @@
 """`python -m eval_gpt4tools`: the GPT4Tools unseen-tool benchmark.
 
-With no subcommand: the main job, `loragen` against `icl` on a fixed 50-item stratified subset,
-printed side by side.
+With no subcommand: the main job. On a fixed stratified subset (--items, default 30), the comparison
+that matters: the shipped full-prompt LoRA (trained on the generator's data, reading every tool
+definition) against the shipped default mode (LoRA-Gen, nothing about the tools in context), both
+decoded as the agent serves them (the tool-call grammar), with the paired test; `--with-icl` adds the
+untrained in-context model. About 3 minutes on a 2-core CPU.
 
     score       score a predictions file against the ground truth
     run         run one mode over the test set (resumable)
@@ -26,7 +29,7 @@ from .data import DatasetError, load_test_items
 from .runner import MODES, RunConfig, RunConfigError
 from .scorer import PredictionsError
 
-MAIN_JOB_ITEMS = 50
+MAIN_JOB_ITEMS = 30
 DEFAULT_RUNS_DIR = Path("runs") / "gpt4tools"
 
 
@@ -34,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval_gpt4tools", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
     parser.add_argument("--out", type=Path, default=DEFAULT_RUNS_DIR / "main", help="Where the main job writes its runs.")
+    parser.add_argument("--items", type=int, default=MAIN_JOB_ITEMS, help=f"Main job: items, stratified by gold tool (default {MAIN_JOB_ITEMS}).")
+    parser.add_argument("--with-icl", action="store_true", help="Main job: also run the untrained in-context model (full prompt, no adapter).")
     commands = parser.add_subparsers(dest="command")
 
     score_cmd = commands.add_parser("score", help="Score predictions: SR_t, SR_act, SR_args, SR, IoU.")
@@ -248,16 +253,42 @@ def _bench(args) -> int:
     return 0
 
 
+def main_job_configs(out: Path, data: Path | None, items: int, with_icl: bool, full_prompt_lora: Path | None) -> list[RunConfig]:
+    """The main job's rows; `full_prompt_lora`: the shipped adapter (None: this checkout lacks it, so
+    the untrained in-context model is the only baseline)."""
+    served = dict(data=data, limit=items, constrained=True, constrain_images=True)  # as the agent decodes
+    rows = []
+    if full_prompt_lora is not None:
+        rows.append(RunConfig(mode="lora", adapter=full_prompt_lora, prompt="full", out=out / "full-prompt-lora", **served))
+    rows.append(RunConfig(mode="loragen", out=out / "loragen", **served))
+    if with_icl or full_prompt_lora is None:
+        rows.append(RunConfig(mode="icl", out=out / "icl", **served))
+    return rows
+
+
 def _main_job(args) -> int:
-    from .report import write_reports, markdown_table
+    from loragen_core.adapter import PEFT_WEIGHTS_FILE
+    from loragen_core.checkpoint import FULL_PROMPT_LORA_CHECKPOINT
+    from loragen_core.errors import say
+    from loragen_core.paired import report_pairs
+
+    from .paired import compare_runs
+    from .report import markdown_table, write_reports
     from .runner import run
 
-    load_test_items(args.data)  # fail fast, with where to get it, before loading any model
-    summaries = [
-        run(RunConfig(mode=mode, out=args.out / mode, data=args.data, limit=MAIN_JOB_ITEMS)) for mode in ("icl", "loragen")
-    ]
+    items = load_test_items(args.data)  # fail fast, with where to get it, before loading any model
+    if args.items < 1:
+        raise RunConfigError("--items must be at least 1.")
+    shipped = FULL_PROMPT_LORA_CHECKPOINT if (FULL_PROMPT_LORA_CHECKPOINT / PEFT_WEIGHTS_FILE).is_file() else None
+    if shipped is None:
+        say(f"{FULL_PROMPT_LORA_CHECKPOINT} is missing, so the trained baseline is left out; comparing with the untrained in-context model.")
+    configs = main_job_configs(args.out, args.data, args.items, args.with_icl, shipped)
+    say(f"Main job: {', '.join(c.label for c in configs)} on {min(args.items, len(items))} items. "
+        f"Expect about {len(configs) * args.items * 3 / 60:.0f} min on a 2-core CPU (runs resume if interrupted).")
+    summaries = [run(config) for config in configs]
     write_reports(summaries, args.out)
     print(markdown_table(summaries))
+    report_pairs(compare_runs([(c.label, c.out) for c in configs], items), args.out / "paired")
     print(f"Side-by-side table and chart in {args.out}")
     return 0
 

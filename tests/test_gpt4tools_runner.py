@@ -85,3 +85,15 @@ def test_int8_run_decodes_on_the_int8_copy_one_item_at_a_time(tmp_path, loragen_
         RunConfig(mode="loragen", out=tmp_path, edge_weights="int8-mlp", batch_size=4)
     with pytest.raises(RunConfigError, match="--edge-weights must be one of fp32, int8, int8-mlp"):
         RunConfig(mode="loragen", out=tmp_path, edge_weights="int4")
+
+
+def test_the_main_job_compares_the_trained_full_prompt_lora_with_the_served_mode(tmp_path):
+    from eval_gpt4tools.__main__ import main_job_configs
+
+    rows = main_job_configs(tmp_path, None, 30, with_icl=False, full_prompt_lora=tmp_path / "lora")
+    assert [(r.mode, r.prompt) for r in rows] == [("lora", "full"), ("loragen", "full")]
+    assert rows[0].adapter == tmp_path / "lora"
+    # Both decode as the agent serves them, on the same items.
+    assert all(r.constrained and r.constrain_images and r.limit == 30 for r in rows)
+    assert [r.mode for r in main_job_configs(tmp_path, None, 30, True, tmp_path / "lora")] == ["lora", "loragen", "icl"]
+    assert [r.mode for r in main_job_configs(tmp_path, None, 30, False, None)] == ["loragen", "icl"]
