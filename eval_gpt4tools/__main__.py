@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--synthetic-tools", action="store_true",
                        help="Add the ~300 composed tool definitions of synthetic_tools.py to the 23 seen tools, so a "
                             "generator learns to read definitions rather than memorise 23 (none is a test-set tool).")
+    build.add_argument("--realistic-observations", action="store_true",
+                       help="Write text tools' observations as a tool would answer (a caption, boxes, an answer), not "
+                            "GPT4Tools' placeholders such as [output_from_caption_tool] (default: placeholders).")
     build.add_argument("--natural-share", type=float, default=0.0,
                        help="Share of samples whose conversation is written as users and LangChain write it "
                             "(image path in the request, several turns, no 'Received.' turn); default 0.")
@@ -202,7 +205,8 @@ def _build_data(args) -> int:
     if not 0.0 <= args.natural_share <= 1.0:
         raise ValueError("--natural-share must be between 0 and 1.")
     rows = build_samples(args.n, args.seed, answer_with_model, tool_sets=args.tool_sets, tool_names_line=args.tool_names_line,
-                         synthetic=args.synthetic_tools, natural_share=args.natural_share)
+                         synthetic=args.synthetic_tools, natural_share=args.natural_share,
+                         realistic_observations=args.realistic_observations)
     path = write_jsonl(rows, args.out)
     kinds = Counter(r["kind"] for r in rows)
     prompts = len({r["system_prompt"] for r in rows})

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from tools import build_prompt, image_turn, seen_tools, split_prompt
 from tools.gpt4tools_format import answer_text, step_text, tool_call_text
 
+from .observations import ObservationWriter
 from .synthetic_tools import TEXT_TOPICS, synthetic_tools
 from .vocabulary import (
     ACTIVITIES, ADJECTIVES, GENERAL_QUESTION_TEMPLATES, GENERAL_TOPICS, OBJECTS, QUESTIONS_ABOUT_IMAGE, SCENES,
@@ -104,9 +105,11 @@ def request_templates(tool: dict) -> list[str]:
 class SampleBuilder:
     def __init__(
         self, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None,
-        synthetic: bool = False, natural_share: float = 0.0,
+        synthetic: bool = False, natural_share: float = 0.0, realistic_observations: bool = False,
     ):
         self.rng = random.Random(seed)
+        # Text tools' observations written as a tool would answer (observations.py), not GPT4Tools' placeholders.
+        self.observations = ObservationWriter(seed) if realistic_observations else None
         # At most `tool_sets` distinct tool lists (None: a fresh list per sample). A pool makes many
         # samples share one system prompt, so a frozen cloud LM reads each distinct prompt only once.
         self.tool_sets = tool_sets
@@ -169,8 +172,10 @@ class SampleBuilder:
         fitting = [names for names in self.tool_set_pool if set(required) <= set(names)]
         return list(self.rng.choice(fitting)) if fitting else None
 
-    def observation(self, tool_name: str) -> str:
+    def observation(self, tool_name: str, slots: Slots) -> str:
         kind = self.tools[tool_name]["observation"]
+        if self.observations is not None and kind != "image_path":
+            return self.observations.write(self.tools[tool_name], slots)
         return f"Result saved as {self.image_path()}" if kind == "image_path" else kind
 
     def arguments(self, tool_name: str, image: str, slots: Slots) -> str:
@@ -188,10 +193,10 @@ class SampleBuilder:
         steps = []
         prerequisite = self.tools[tool_name]["prerequisite"]
         if prerequisite:
-            observation = self.observation(prerequisite)
+            observation = self.observation(prerequisite, slots)
             steps.append((prerequisite, image, observation))
             image = observation.removeprefix("Result saved as ")
-        steps.append((tool_name, self.arguments(tool_name, image, slots), self.observation(tool_name)))
+        steps.append((tool_name, self.arguments(tool_name, image, slots), self.observation(tool_name, slots)))
         return steps
 
     def gold_tool(self, kind: str) -> str:
@@ -262,12 +267,13 @@ class SampleBuilder:
 
 def build_samples(
     n: int, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None,
-    tool_names_line: bool = False, synthetic: bool = False, natural_share: float = 0.0,
+    tool_names_line: bool = False, synthetic: bool = False, natural_share: float = 0.0, realistic_observations: bool = False,
 ) -> list[dict]:
     """`tool_names_line`: the edge prompt starts with the line naming the tools, as `loragen-names`
     evaluates, so a generator can learn to use that line (same rows, same seed otherwise).
-    `synthetic`, `natural_share`: see `SampleBuilder`; off, the file is the original recipe's."""
-    builder = SampleBuilder(seed, answer_questions, tool_sets, synthetic, natural_share)
+    `synthetic`, `natural_share`, `realistic_observations`: see `SampleBuilder`; off, the file is the
+    original recipe's."""
+    builder = SampleBuilder(seed, answer_questions, tool_sets, synthetic, natural_share, realistic_observations)
     kinds = builder.rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()), k=n)
     samples = []
     for kind in kinds:

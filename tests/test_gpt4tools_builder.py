@@ -205,3 +205,21 @@ def test_without_the_new_flags_the_original_recipe_is_unchanged():
     rows = build_samples(300, 0, _fine, tool_sets=20)
     digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
     assert digest == "6bd6fe49348479286c3457e851afb60c63080eef612e0fa4cc87608285d46dd2"
+
+
+def test_realistic_observations_replace_every_placeholder_and_nothing_else():
+    plain = build_samples(300, 4, _fine, tool_sets=40, synthetic=True)
+    real = build_samples(300, 4, _fine, tool_sets=40, synthetic=True, realistic_observations=True)
+    placeholder = re.compile(r"\[output_from_\w+\]")
+    assert any(placeholder.search(r["output"] + r["instruction"]) for r in plain), "the plain recipe keeps GPT4Tools' placeholders"
+    assert not any(placeholder.search(r["output"] + r["instruction"]) for r in real)
+    # The observations draw from their own stream: requests, tool lists and calls are the plain recipe's.
+    for a, b in zip(plain, real):
+        assert (a["id"], a["kind"], a["gold_tool"], a["system_prompt"]) == (b["id"], b["kind"], b["gold_tool"], b["system_prompt"])
+        calls = lambda text: re.findall(r"Action: .*\nAction Input: .*", text)  # noqa: E731
+        assert calls(a["instruction"] + a["output"]) == calls(b["instruction"] + b["output"])
+    captions = [r for r in real if r["gold_tool"] == "Get Photo Description" and r["kind"] == "tool"]
+    assert captions, "the sample must hold a captioning call"
+    for row in captions:  # the caption tool answers with the caption of the image the conversation introduced
+        observed = re.search(r"Observation:\s*(.*)\n", row["output"]).group(1)
+        assert observed and observed.split()[0] in ("A", "An") and "AI: " + observed in row["output"]
