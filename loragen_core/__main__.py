@@ -2,7 +2,7 @@
 
     prepare   convert the embedded SmolLM2 default into the safetensors cache (once, ~30 s)
     generate  write a PEFT LoRA directory generated from a system prompt file
-    ship      copy a trained generator into the package (bf16, size-checked, with its model card)
+    ship      copy a trained generator or LoRA baseline into the package (bf16, size-checked, with its model card)
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ship = commands.add_parser(
         "ship",
-        help="Copy a trained generator (a run's final/) into the package as bf16 safetensors with its model card.",
+        help="Copy a trained generator or PEFT LoRA (a run's final/) into the package as bf16 safetensors with its model card.",
         description="Writes DEST atomically: the weights in bf16, config, edge targets, and the run's model card "
         "(README.md, training_summary.json, loss.png), with --notes appended to the card. Refuses a result "
         "larger than --max-mib, the repository's limit for a shipped checkpoint.",
     )
-    ship.add_argument("source", type=Path, help="A generator checkpoint, e.g. runs/train/NAME/final.")
+    ship.add_argument("source", type=Path, help="A generator checkpoint or a `--method lora` run's PEFT adapter, e.g. runs/train/NAME/final.")
     ship.add_argument("--to", dest="dest", type=Path, required=True, help="e.g. loragen_core/checkpoints/commonsense")
     ship.add_argument("--notes", type=Path, default=None, help="Markdown appended to the model card (commands, wall time).")
     ship.add_argument("--max-mib", type=float, default=64.0, help="Size limit of the shipped directory (default 64).")
@@ -93,7 +93,8 @@ def _ship(args: argparse.Namespace) -> int:
     if args.notes is not None and not args.notes.is_file():
         raise FileNotFoundError(f"Notes file {args.notes} does not exist.")
     dest = ship_generator(args.source, args.dest, notes=args.notes.read_text() if args.notes else "", max_mib=args.max_mib)
-    print(f"Shipped {args.source} to {dest} ({directory_mib(dest):.1f} MiB, bf16). Load it with --generator {dest}.")
+    how = "--adapter" if (dest / "adapter_model.safetensors").is_file() else "--generator"
+    print(f"Shipped {args.source} to {dest} ({directory_mib(dest):.1f} MiB, bf16). Load it with {how} {dest}.")
     return 0
 
 

@@ -21,7 +21,7 @@ from .atomic import atomic_directory
 from .config import LoRAGenConfig
 from .generator import LoRAGenerator
 from .lora_math import LoRATarget, find_lora_targets
-from .model_loading import load_causal_lm, resolve_model_dir
+from .model_loading import DEFAULT_MODEL, load_causal_lm, resolve_model_dir
 
 GENERATOR_WEIGHTS_FILE = "generator.safetensors"
 EDGE_TARGETS_FILE = "edge_targets.json"
@@ -137,17 +137,35 @@ def directory_mib(path: Path) -> float:
 
 def ship_generator(source: str | Path, dest: str | Path, notes: str = "", max_mib: float = 64.0) -> Path:
     """`source` (a trainer's final/) → `dest`, in bf16 with its model card, all at once: a checkpoint
-    over `max_mib` is refused and leaves `dest` (and any checkpoint already there) untouched."""
+    over `max_mib` is refused and leaves `dest` (and any checkpoint already there) untouched.
+    A PEFT LoRA directory (the lora baselines' final/) ships the same way, as a bf16 PEFT adapter."""
     source, dest = Path(source), Path(dest)
+    if (source / "adapter_model.safetensors").is_file() and not (source / GENERATOR_WEIGHTS_FILE).is_file():
+        return _ship(source, dest, notes, max_mib, lambda staging: _write_peft_bf16(source, staging), "# LoRA baseline\n")
     generator = load_generator(source)
+    return _ship(source, dest, notes, max_mib, lambda staging: _write_generator(generator, staging, torch.bfloat16),
+                 "# LoRA-Gen generator\n")
+
+
+def _write_peft_bf16(source: Path, staging: Path) -> None:
+    """A PEFT adapter in bf16, its config naming the model by name rather than a local cache path."""
+    tensors = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(source / "adapter_model.safetensors").items()}
+    save_file(tensors, staging / "adapter_model.safetensors", metadata={"format": "pt"})
+    config = json.loads((source / "adapter_config.json").read_text())
+    if Path(str(config.get("base_model_name_or_path") or "")).name == DEFAULT_MODEL:  # this machine's converted cache
+        config["base_model_name_or_path"] = DEFAULT_MODEL
+    (staging / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _ship(source: Path, dest: Path, notes: str, max_mib: float, write, default_title: str) -> Path:
     with atomic_directory(dest) as staging:
-        _write_generator(generator, staging, torch.bfloat16)
+        write(staging)
         for name in MODEL_CARD_FILES:
             if (source / name).is_file():
                 shutil.copyfile(source / name, staging / name)
         if notes:
             card = staging / "README.md"
-            card.write_text((card.read_text() if card.exists() else "# LoRA-Gen generator\n") + "\n" + notes.strip() + "\n")
+            card.write_text((card.read_text() if card.exists() else default_title) + "\n" + notes.strip() + "\n")
         size = directory_mib(staging)
         if size > max_mib:
             raise CheckpointError(f"{source} is {size:.1f} MiB in bf16 with its card, over the {max_mib:g} MiB limit for a shipped checkpoint.")

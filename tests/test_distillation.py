@@ -115,3 +115,21 @@ def test_distillation_settings_are_checked(tiny_dirs, tmp_path, capsys):
                              "teacher_adapter": str(tmp_path)}))
     with pytest.raises(TeacherError):
         TeacherCache(tmp_path, str(tiny_dirs["edge"]), top_k=4)
+
+
+def test_ship_puts_a_lora_baseline_into_the_package_in_bf16(teacher_adapter, tiny_dirs, tmp_path):
+    """The full-prompt LoRA ships as the generator does: bf16, with its card, loadable as an adapter."""
+    from safetensors.torch import load_file
+
+    from loragen_core import GeneratedLoRA
+    from loragen_core.__main__ import main as package_main
+
+    dest = tmp_path / "checkpoints" / "full_prompt_lora"
+    assert package_main(["ship", str(teacher_adapter), "--to", str(dest)]) == 0
+    assert {t.dtype for t in load_file(dest / "adapter_model.safetensors").values()} == {torch.bfloat16}
+    assert (dest / "README.md").read_text().startswith("# vanilla LoRA baseline (full prompt)")
+    shipped, trained = GeneratedLoRA.from_pretrained(dest), GeneratedLoRA.from_pretrained(teacher_adapter)
+    for name in trained.lora_b:
+        assert trained.lora_b[name].abs().max() > 0, "a trained B is non-zero, or comparing it proves nothing"
+        torch.testing.assert_close(shipped.lora_b[name].float(), trained.lora_b[name], rtol=2e-2, atol=1e-3)
+    assert shipped.fits(load_causal_lm(str(tiny_dirs["edge"])).model)
