@@ -4,7 +4,7 @@ With no subcommand: the main job. On a fixed stratified subset (--items, default
 that matters: the shipped full-prompt LoRA (trained on the generator's data, reading every tool
 definition) against the shipped default mode (LoRA-Gen, nothing about the tools in context), both
 decoded as the agent serves them (the tool-call grammar), with the paired test; `--with-icl` adds the
-untrained in-context model. About 3 minutes on a 2-core CPU.
+untrained in-context model. About 6.5 minutes on a 2-core CPU (measured: results/main_job/).
 
     score       score a predictions file against the ground truth
     run         run one mode over the test set (resumable)
@@ -30,6 +30,8 @@ from .runner import MODES, RunConfig, RunConfigError
 from .scorer import PredictionsError
 
 MAIN_JOB_ITEMS = 30
+# Measured per item and row, batch 1, on a 2-core EPYC (results/main_job/README.md): 6.7 s full prompt, 5.9 s loragen.
+SECONDS_PER_ITEM = 6.5
 DEFAULT_RUNS_DIR = Path("runs") / "gpt4tools"
 
 
@@ -288,7 +290,7 @@ def _main_job(args) -> int:
         say(f"{FULL_PROMPT_LORA_CHECKPOINT} is missing, so the trained baseline is left out; comparing with the untrained in-context model.")
     configs = main_job_configs(args.out, args.data, args.items, args.with_icl, shipped)
     say(f"Main job: {', '.join(c.label for c in configs)} on {min(args.items, len(items))} items. "
-        f"Expect about {len(configs) * args.items * 3 / 60:.0f} min on a 2-core CPU (runs resume if interrupted).")
+        f"Expect about {len(configs) * args.items * SECONDS_PER_ITEM / 60:.0f} min on a 2-core CPU (runs resume if interrupted).")
     summaries = [run(config) for config in configs]
     write_reports(summaries, args.out)
     print(markdown_table(summaries))
