@@ -273,7 +273,7 @@ def main_job_configs(out: Path, data: Path | None, items: int, with_icl: bool, f
 
 
 def _main_job(args) -> int:
-    from loragen_core.adapter import PEFT_WEIGHTS_FILE
+    from loragen_core.adapter_service import full_prompt_lora_shipped
     from loragen_core.checkpoint import FULL_PROMPT_LORA_CHECKPOINT
     from loragen_core.errors import say
     from loragen_core.paired import report_pairs
@@ -285,7 +285,7 @@ def _main_job(args) -> int:
     items = load_test_items(args.data)  # fail fast, with where to get it, before loading any model
     if args.items < 1:
         raise RunConfigError("--items must be at least 1.")
-    shipped = FULL_PROMPT_LORA_CHECKPOINT if (FULL_PROMPT_LORA_CHECKPOINT / PEFT_WEIGHTS_FILE).is_file() else None
+    shipped = FULL_PROMPT_LORA_CHECKPOINT if full_prompt_lora_shipped() else None
     if shipped is None:
         say(f"{FULL_PROMPT_LORA_CHECKPOINT} is missing, so the trained baseline is left out; comparing with the untrained in-context model.")
     configs = main_job_configs(args.out, args.data, args.items, args.with_icl, shipped)

@@ -88,12 +88,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _ship(args: argparse.Namespace) -> int:
+    from .adapter import PEFT_WEIGHTS_FILE
     from .checkpoint import directory_mib, ship_generator
 
     if args.notes is not None and not args.notes.is_file():
         raise FileNotFoundError(f"Notes file {args.notes} does not exist.")
     dest = ship_generator(args.source, args.dest, notes=args.notes.read_text() if args.notes else "", max_mib=args.max_mib)
-    how = "--adapter" if (dest / "adapter_model.safetensors").is_file() else "--generator"
+    how = "--adapter" if (dest / PEFT_WEIGHTS_FILE).is_file() else "--generator"
     print(f"Shipped {args.source} to {dest} ({directory_mib(dest):.1f} MiB, bf16). Load it with {how} {dest}.")
     return 0
 

@@ -46,13 +46,17 @@ class AdapterService:
         return AdapterResult(adapter, hit, time.perf_counter() - start, adapter.content_hash())
 
 
+def full_prompt_lora_shipped() -> bool:
+    return (FULL_PROMPT_LORA_CHECKPOINT / PEFT_WEIGHTS_FILE).is_file()
+
+
 def load_full_prompt_lora() -> AdapterResult:
     """The shipped full-prompt LoRA (the `lora_with_tools` baseline: a peft LoRA trained on the same
     data and steps as the generator, with the whole tool list in the prompt), as an adapter that
     `EdgeModel.specialize` merges. The comparison a user should see: the same edge model, trained,
     reading every tool definition, against LoRA-Gen reading none."""
     started = time.perf_counter()
-    if not (FULL_PROMPT_LORA_CHECKPOINT / PEFT_WEIGHTS_FILE).is_file():
+    if not full_prompt_lora_shipped():
         raise CheckpointError(
             f"{FULL_PROMPT_LORA_CHECKPOINT} holds no {PEFT_WEIGHTS_FILE}: this checkout lacks the shipped full-prompt LoRA. "
             "Train one with `python -m loragen_core.train --method lora --prompt full ...` and pass its final/ directory."

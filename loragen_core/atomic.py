@@ -62,3 +62,29 @@ def write_jsonl(rows: list[dict], directory: str | Path, name: str = "train.json
     path = Path(directory) / name
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return path
+
+
+def read_fingerprinted(path: Path | None, fingerprint: str) -> dict | None:
+    """A cache file written by `write_fingerprinted`: its payload, or None when the file is absent,
+    damaged or was written for another fingerprint (a lost cache is recomputed, never trusted)."""
+    import torch
+
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        saved = torch.load(path, weights_only=True)
+    except Exception:  # a damaged file is only a lost cache
+        return None
+    return saved["payload"] if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint and "payload" in saved else None
+
+
+def write_fingerprinted(path: Path | None, fingerprint: str, payload) -> None:
+    """Save `payload` (tensors in plain containers) with `fingerprint`, all at once (temporary + rename)."""
+    import torch
+
+    if path is None:
+        return
+    path = Path(path)
+    temporary = path.with_suffix(".tmp")
+    torch.save({"fingerprint": fingerprint, "payload": payload}, temporary)
+    os.replace(temporary, path)

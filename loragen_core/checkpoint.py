@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from .adapter import PEFT_WEIGHTS_FILE
 from .atomic import atomic_directory
 from .config import LoRAGenConfig
 from .generator import LoRAGenerator
@@ -140,7 +141,7 @@ def ship_generator(source: str | Path, dest: str | Path, notes: str = "", max_mi
     over `max_mib` is refused and leaves `dest` (and any checkpoint already there) untouched.
     A PEFT LoRA directory (the lora baselines' final/) ships the same way, as a bf16 PEFT adapter."""
     source, dest = Path(source), Path(dest)
-    if (source / "adapter_model.safetensors").is_file() and not (source / GENERATOR_WEIGHTS_FILE).is_file():
+    if (source / PEFT_WEIGHTS_FILE).is_file() and not (source / GENERATOR_WEIGHTS_FILE).is_file():
         return _ship(source, dest, notes, max_mib, lambda staging: _write_peft_bf16(source, staging), "# LoRA baseline\n")
     generator = load_generator(source)
     return _ship(source, dest, notes, max_mib, lambda staging: _write_generator(generator, staging, torch.bfloat16),
@@ -149,8 +150,8 @@ def ship_generator(source: str | Path, dest: str | Path, notes: str = "", max_mi
 
 def _write_peft_bf16(source: Path, staging: Path) -> None:
     """A PEFT adapter in bf16, its config naming the model by name rather than a local cache path."""
-    tensors = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(source / "adapter_model.safetensors").items()}
-    save_file(tensors, staging / "adapter_model.safetensors", metadata={"format": "pt"})
+    tensors = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(source / PEFT_WEIGHTS_FILE).items()}
+    save_file(tensors, staging / PEFT_WEIGHTS_FILE, metadata={"format": "pt"})
     config = json.loads((source / "adapter_config.json").read_text())
     if Path(str(config.get("base_model_name_or_path") or "")).name == DEFAULT_MODEL:  # this machine's converted cache
         config["base_model_name_or_path"] = DEFAULT_MODEL

@@ -17,7 +17,7 @@ of the other.
 from __future__ import annotations
 
 import hashlib
-import os
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .adapter import PEFT_WEIGHTS_FILE
+from .atomic import read_fingerprinted, write_fingerprinted
 from .objective import IGNORE_INDEX
 from .train_data import EdgeExample, collate, encode_example, row_key
 
@@ -44,7 +46,7 @@ def topk_kl(student_logits: torch.Tensor, teacher_indices: torch.Tensor, teacher
     # The tail bucket: everything outside the teacher's top k. Clamped so that a teacher (or student)
     # that puts all its mass on the k tokens gives log(tiny), not log(0) = -inf times 0.
     tiny = torch.finfo(torch.float32).tiny
-    teacher_tail = torch.log1p(-teacher_k.exp().sum(-1).clamp(max=1.0)).clamp(min=float(torch.log(torch.tensor(tiny))))
+    teacher_tail = torch.log1p(-teacher_k.exp().sum(-1).clamp(max=1.0)).clamp(min=math.log(tiny))
     student_tail = torch.log((1.0 - student_k.exp().sum(-1)).clamp(min=tiny))
     per_token = (teacher_k.exp() * (teacher_k - student_k)).sum(-1) + teacher_tail.exp() * (teacher_tail - student_tail)
     return per_token.mean()
@@ -61,10 +63,10 @@ class TeacherCache:
 
     def __init__(self, teacher_adapter: str | Path, edge_model: str, top_k: int, path: Path | None = None, batch_size: int = 4):
         self.adapter_dir = Path(teacher_adapter)
-        weights = self.adapter_dir / "adapter_model.safetensors"
+        weights = self.adapter_dir / PEFT_WEIGHTS_FILE
         if not weights.is_file():
             raise TeacherError(
-                f"--teacher-adapter {self.adapter_dir} has no adapter_model.safetensors; pass the final/ directory of a "
+                f"--teacher-adapter {self.adapter_dir} has no {PEFT_WEIGHTS_FILE}; pass the final/ directory of a "
                 "`python -m loragen_core.train --method lora --prompt full` run."
             )
         if top_k < 1:
@@ -76,23 +78,11 @@ class TeacherCache:
         self.targets: dict[str, TeacherTargets] = self._read()
 
     def _read(self) -> dict[str, TeacherTargets]:
-        if self.path is None or not self.path.exists():
-            return {}
-        try:
-            saved = torch.load(self.path, weights_only=True)
-            if saved.get("fingerprint") == self.fingerprint:
-                return {key: TeacherTargets(*pair) for key, pair in saved["targets"].items()}
-        except Exception:  # a damaged file is only a lost cache: score again
-            pass
-        return {}
+        saved = read_fingerprinted(self.path, self.fingerprint) or {}
+        return {key: TeacherTargets(*pair) for key, pair in saved.items()}
 
     def _write(self) -> None:
-        if self.path is None:
-            return
-        temporary = self.path.with_suffix(".tmp")
-        targets = {key: (t.indices, t.logprobs) for key, t in self.targets.items()}
-        torch.save({"fingerprint": self.fingerprint, "targets": targets}, temporary)
-        os.replace(temporary, self.path)
+        write_fingerprinted(self.path, self.fingerprint, {key: (t.indices, t.logprobs) for key, t in self.targets.items()})
 
     def _load_teacher(self) -> tuple[nn.Module, object]:
         from peft import PeftModel

@@ -9,12 +9,12 @@ and tied to a fingerprint of what computes the states; a stale or damaged file i
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from .atomic import read_fingerprinted, write_fingerprinted
 from .generator import LoRAGenerator
 
 
@@ -41,22 +41,10 @@ class MetaStateCache:
         return digest.hexdigest()
 
     def _read(self) -> dict[str, torch.Tensor]:
-        if self.path is None or not self.path.exists():
-            return {}
-        try:
-            saved = torch.load(self.path, weights_only=True)
-            if saved.get("fingerprint") == self.fingerprint:
-                return dict(saved["states"])
-        except Exception:  # a damaged file is only a lost cache: recompute
-            pass
-        return {}
+        return dict(read_fingerprinted(self.path, self.fingerprint) or {})
 
     def _write(self) -> None:
-        if self.path is None:
-            return
-        temporary = self.path.with_suffix(".tmp")
-        torch.save({"fingerprint": self.fingerprint, "states": self.states}, temporary)
-        os.replace(temporary, self.path)
+        write_fingerprinted(self.path, self.fingerprint, self.states)
 
     @torch.no_grad()
     def fill(self, prompts: list[str], show_progress: bool = True) -> None:

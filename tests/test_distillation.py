@@ -86,7 +86,7 @@ def test_the_kl_term_alone_pulls_the_generator_toward_the_teacher(tiny_dirs, tmp
     # lm_weight 0: the total is the KL (plus L_cv), L_LM is only logged.
     assert all(abs(r["loss"] - r["kl"] - r["cv"]) < 1e-4 for r in log)
     # The teacher scored exactly the rows the 12 steps read, once each.
-    cached = torch.load(tmp_path / "run" / "teacher_topk.pt", weights_only=True)["targets"]
+    cached = torch.load(tmp_path / "run" / "teacher_topk.pt", weights_only=True)["payload"]
     assert 0 < len(cached) <= 12
 
 
