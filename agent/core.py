@@ -11,8 +11,11 @@ base model with the full prompt (the in-context baseline), for comparison.
 
 Decisions:
 - Constrained decoding (on by default): the edge model writes under the GPT4Tools trace grammar of
-  the agent's tools (tools/gpt4tools_grammar.py), so `Action:` can only name a bound tool, and a tool
-  whose whole input is an image can only be given an image the conversation has.
+  the agent's tools (tools/gpt4tools_grammar.py), so `Action:` can only name a bound tool, and each
+  tool's input has the parts its definition states, its image parts images the conversation has.
+- Tool prior (on by default, with the grammar): the request is matched with the tools' definitions by
+  a sentence embedder, and that prior steers the grammar's choice of tool (loragen_core/tool_prior.py):
+  the definitions inform the choice without entering the edge model's context.
 - Memory: earlier (request, answer) turns passed as `history` go into GPT4Tools' "Previous
   conversation" after the image turn, newest kept, oldest dropped first beyond `history_tokens`.
 - A malformed turn (possible only unconstrained) gets one corrective retry: the same prompt plus a
@@ -39,7 +42,8 @@ from typing import Any
 from loragen_core.adapter_service import AdapterResult
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS
 from tools import image_turn
-from tools.gpt4tools_grammar import needs_an_image, takes_only_an_image, trace_grammar
+from loragen_core.tool_prior import ToolPrior, default_retriever
+from tools.gpt4tools_grammar import needs_an_image, tool_call_grammar
 from tools.gpt4tools_prompt import PromptParts, prompt_parts, system_prompt_for
 from tools.registry import Tool, ToolRegistry, default_registry
 from tools.workspace import Workspace, WorkspaceError
@@ -117,6 +121,7 @@ class Agent:
         constrained: bool = True,
         max_seconds: float = 60.0,
         history_tokens: int = 256,
+        tool_prior: bool = True,
     ):
         self.registry = _registry_of(tools)
         self.tools: list[Tool] = list(self.registry)
@@ -133,6 +138,7 @@ class Agent:
         self.max_steps = max_steps
         self.max_new_tokens = max_new_tokens
         self.constrained = constrained
+        self.use_tool_prior = tool_prior
         self.max_seconds = max_seconds
         self.history_tokens = history_tokens
 
@@ -167,11 +173,18 @@ class Agent:
         return kept
 
     def grammar(self, images: Sequence[str]) -> str | None:
-        """The trace grammar for this tool set, image-only tools restricted to `images` (when any)."""
+        """The trace grammar for this tool set: each tool's input in its stated format, image parts
+        restricted to `images`. With no image yet, inputs stay free: a call to an image tool is then
+        answered by asking for an image (`_Run._call`), not by a reply the model makes up instead."""
         if not self.constrained:
             return None
-        image_tools = [t.name for t in self.tools if takes_only_an_image(t.description)]
-        return trace_grammar(self.tool_names, image_tools, list(images) if images else None)
+        return tool_call_grammar([(t.name, t.description) for t in self.tools], list(images) if images else None)
+
+    def tool_prior(self, message: str) -> ToolPrior | None:
+        """The prior over this agent's tools for `message` (None when off, or unconstrained)."""
+        if not (self.constrained and self.use_tool_prior and self.tools):
+            return None
+        return default_retriever().prior(message, [(t.name, t.description) for t in self.tools])
 
     def run(
         self,
@@ -189,7 +202,8 @@ class Agent:
         turn; `history`: earlier (request, answer) turns; `on_text` receives the model's text as it is
         decoded, `on_step` each finished step; `should_stop` returning True ends the run early."""
         mode = check_mode(mode or self.mode)
-        run = _Run(self, mode, self.prompt_parts(message, image, caption, history), image, on_step, should_stop)
+        run = _Run(self, mode, self.prompt_parts(message, image, caption, history), image, on_step, should_stop,
+                   self.tool_prior(message))
         while run.error is None and run.answer is None:
             run.take_turn(on_text)
         return run.result()
@@ -223,8 +237,10 @@ class Agent:
 class _Run:
     """One request's loop state: the steps so far, and what ends it (an answer or an error)."""
 
-    def __init__(self, agent: Agent, mode: str, parts: PromptParts, image: str | None, on_step, should_stop):
+    def __init__(self, agent: Agent, mode: str, parts: PromptParts, image: str | None, on_step, should_stop,
+                 tool_prior: ToolPrior | None = None):
         self.agent, self.mode, self.parts, self.image = agent, mode, parts, image
+        self.tool_prior = tool_prior
         self.on_step = on_step
         self.start = time.perf_counter()
         self.deadline = self.start + agent.max_seconds
@@ -257,6 +273,7 @@ class _Run:
             stop=(OBSERVATION_STOP,),
             on_text=on_text,
             grammar=agent.grammar(self.images),
+            tool_prior=self.tool_prior if agent.constrained else None,
             should_stop=self.should_stop,
             adapter=agent.runtime.full_prompt_lora() if self.mode == FULL_PROMPT_LORA else None,
         )

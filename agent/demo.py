@@ -15,7 +15,8 @@ from loragen_core import AdapterService, CheckpointError, load_causal_lm, load_d
 from loragen_core.edge_runtime import EdgeModel
 from tools import build_prompt, image_turn, seen_tools, split_prompt
 from tools.gpt4tools_format import OBSERVATION_STOP
-from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
+from loragen_core.tool_prior import default_retriever
+from tools.gpt4tools_grammar import tool_call_grammar
 
 DEMO_TOOLS = ("Get Photo Description", "Edge Detection On Image", "Detect the Give Object", "Segment the Image")
 DEMO_IMAGE = ("image/kqgmvzxa.png", "A brown dog lying on a red couch next to a window.")
@@ -27,10 +28,11 @@ def run_demo(generator_dir: str | None = None, request: str = DEMO_REQUEST, with
     tools = [(name, by_name[name]) for name in DEMO_TOOLS]
     prompt = build_prompt(tools, new_input=request, chat_history=image_turn(*DEMO_IMAGE))
     parts = split_prompt(prompt)
-    # Both sides decode as the agent serves them: under the tool set's grammar (names can only be real),
-    # up to the tool call's "Observation:" (the agent would run the tool there).
-    decoding = {"grammar": trace_grammar(list(DEMO_TOOLS), [n for n, d in tools if takes_only_an_image(d)], [DEMO_IMAGE[0]]),
-                "stop": (OBSERVATION_STOP,)}
+    # Both sides decode as the agent serves them: under the tool set's grammar (names can only be real,
+    # inputs in each tool's format), steered by the tool prior, up to the tool call's "Observation:"
+    # (the agent would run the tool there).
+    decoding = {"grammar": tool_call_grammar(tools, [DEMO_IMAGE[0]]), "stop": (OBSERVATION_STOP,),
+                "tool_prior": default_retriever().prior(request, tools)}
 
     generator, trained = (load_generator(generator_dir), True) if generator_dir else load_default_generator()
     edge = EdgeModel(load_causal_lm(generator.config.edge_model))

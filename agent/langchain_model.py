@@ -18,8 +18,10 @@ model of `langchain.agents.create_agent(model, tools)`. Conversion, both ways:
   generator reads (so they shape the adapter and never reach the edge context); in mode "icl" they
   lead the full prompt.
 - With tools bound, decoding is constrained (`constrained=True`, the default) by the GPT4Tools trace
-  grammar of the bound tools: the model can only name one of them, and a tool whose whole input is an
-  image gets an image path that the conversation mentions (when it mentions any).
+  grammar of the bound tools: the model can only name one of them, and a tool whose definition states
+  its input in GPT4Tools' words gets that many parts, its image parts paths the conversation mentions
+  (when it mentions any). With `tool_prior=True` (the default) the choice of tool is steered by the
+  tools' descriptions, matched with the last human message (loragen_core/tool_prior.py).
 - A malformed reply (possible only unconstrained) gets one corrective retry (as in `Agent`); a second
   one is returned as plain content with `response_metadata["format_error"]`. `tool_choice` is accepted and ignored: the model
   always chooses between a tool call and an answer.
@@ -50,7 +52,8 @@ from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS
 from tools.gpt4tools_prompt import prompt_parts
 from tools.registry import ToolDefinitionError, check_tool_definition
 
-from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
+from loragen_core.tool_prior import ToolPrior, default_retriever
+from tools.gpt4tools_grammar import tool_call_grammar
 
 from tools.gpt4tools_format import ACTION, FINAL_ANSWER, OBSERVATION_STOP
 
@@ -80,6 +83,7 @@ class LoRAGenChatModel(BaseChatModel):
     mode: str = Field(default=DEFAULT_MODE, description="What stays in context (agent/modes.py): loragen, loragen-names, icl or full-prompt-lora.")
     max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, description="Decoding budget per model call.")
     constrained: bool = Field(default=True, description="Decode tool-bound replies under the bound tools' trace grammar.")
+    tool_prior: bool = Field(default=True, description="With the grammar: steer the choice of tool by the tools' descriptions.")
 
     @property
     def _llm_type(self) -> str:
@@ -87,7 +91,8 @@ class LoRAGenChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"mode": self.mode, "max_new_tokens": self.max_new_tokens, "constrained": self.constrained}
+        return {"mode": self.mode, "max_new_tokens": self.max_new_tokens, "constrained": self.constrained,
+                "tool_prior": self.tool_prior}
 
     def get_runtime(self) -> LoRAGenRuntime:
         if self.runtime is None:  # loaded on first use, so constructing the model stays cheap
@@ -181,7 +186,8 @@ class LoRAGenChatModel(BaseChatModel):
         stops = list(stop or []) + ([OBSERVATION_STOP] if request.tools else [])
         grammar = self._grammar(messages, request.tools)
         # The GPT4Tools stop rule (end once an "AI: ..." line is complete) is for tool-bound replies only.
-        rule = {"grammar": grammar, "answer_line_ends": bool(request.tools)}
+        rule = {"grammar": grammar, "answer_line_ends": bool(request.tools),
+                "tool_prior": self._tool_prior(messages, request.tools) if grammar else None}
         if self.mode == FULL_PROMPT_LORA:  # the trained baseline: the shipped full-prompt LoRA, full prompt
             rule["adapter"] = runtime.full_prompt_lora()
         completion = runtime.complete(request.prompt, request.system_prompt, self.max_new_tokens, stops, on_text, **rule)
@@ -197,8 +203,13 @@ class LoRAGenChatModel(BaseChatModel):
         if not (self.constrained and tools):
             return None
         images = list(dict.fromkeys(p for m in messages for p in IMAGE_PATH.findall(str(m.text))))
-        image_tools = [name for name, spec in tools.items() if takes_only_an_image(spec.get("description", ""))]
-        return trace_grammar(list(tools), image_tools, images or None)
+        return tool_call_grammar([(name, spec.get("description", "")) for name, spec in tools.items()], images or None)
+
+    def _tool_prior(self, messages: list[BaseMessage], tools: dict[str, dict]) -> ToolPrior | None:
+        humans = [m for m in messages if isinstance(m, HumanMessage)]
+        if not (self.tool_prior and tools and humans):
+            return None
+        return default_retriever().prior(str(humans[-1].text), [(name, spec.get("description", "")) for name, spec in tools.items()])
 
     def _request(self, messages: list[BaseMessage], tools: list[dict]) -> _Request:
         system_text = "\n\n".join(str(m.text) for m in messages if isinstance(m, SystemMessage) and str(m.text).strip())

@@ -23,6 +23,7 @@ from loragen_core import (
     AdapterResult, AdapterService, CheckpointError, LoRAGenerator, load_causal_lm, load_default_generator, load_full_prompt_lora, load_generator,
 )
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
+from loragen_core.tool_prior import ToolPrior
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +191,14 @@ class LoRAGenRuntime:
         should_stop: Callable[[], bool] | None = None,
         answer_line_ends: bool = True,
         adapter: AdapterResult | None = None,
+        tool_prior: ToolPrior | None = None,
     ) -> RuntimeCompletion:
         """Decode `prompt` on the edge model specialised for `system_prompt` (None: base weights).
 
         With a system prompt the edge model sees only `prompt`; the system prompt reaches it as the
         merged adapter. Without one, `prompt` must carry everything (the in-context baseline).
-        `grammar` (Lark) constrains what the edge model may write; `should_stop` ends decoding early;
+        `grammar` (Lark) constrains what the edge model may write, `tool_prior` steers its choice of
+        tool (loragen_core/tool_prior.py); `should_stop` ends decoding early;
         `answer_line_ends=False` (plain chat) keeps decoding past a line that starts with "AI: ".
         `adapter` (with no system prompt): merge this one instead, e.g. `full_prompt_lora()`.
         Raises `RequestTooLongError` before any work for a prompt over `max_prompt_tokens`.
@@ -207,7 +210,7 @@ class LoRAGenRuntime:
             adapter = self.adapter_for(system_prompt)
         return self.decode(
             prompt, adapter, max_new_tokens=max_new_tokens, stop=stop, on_text=on_text, grammar=grammar,
-            should_stop=should_stop, answer_line_ends=answer_line_ends,
+            should_stop=should_stop, answer_line_ends=answer_line_ends, tool_prior=tool_prior,
         )
 
     def decode(self, prompt: str, adapter: AdapterResult | None, **decoding) -> RuntimeCompletion:

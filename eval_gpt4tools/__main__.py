@@ -63,7 +63,15 @@ def main(argv: list[str] | None = None) -> int:
                               "(llguidance). Off by default: the paper-comparable rows decode freely.")
     run_cmd.add_argument("--constrain-images", action="store_true",
                          help="With --constrained: a tool whose whole input is an image path gets one of the paths the "
-                              "item's conversation names (the grammar the agent, UI and LangChain model use).")
+                              "item's conversation names.")
+    run_cmd.add_argument("--constrain-arguments", action="store_true",
+                         help="With --constrain-images: every tool's input follows the format its definition states "
+                              "(how many comma-separated parts; image parts from the conversation, text parts without "
+                              "a comma): the grammar the agent, UI and LangChain model use.")
+    run_cmd.add_argument("--tool-prior", action="store_true",
+                         help="With --constrained: steer the choice of tool by the tool definitions, matched with the "
+                              "request by a sentence embedder (loragen_core/tool_prior.py); the definitions stay out "
+                              "of the edge prompt.")
     run_cmd.add_argument("--batch-size", type=int, default=1,
                          help="Items decoded at once (default 1). More is faster on all 652 items, but the run then reports "
                               "throughput, not latency: take latency from a batch-1 run with `table --latency`.")
@@ -160,6 +168,7 @@ def _run(args) -> int:
         mode=args.mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
         generator=args.generator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
         constrained=args.constrained, constrain_images=args.constrain_images, edge_weights=args.edge_weights,
+        constrain_arguments=args.constrain_arguments, tool_prior=args.tool_prior,
     )
     summary = run(config)
     print(markdown_table([summary]))

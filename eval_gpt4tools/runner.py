@@ -14,8 +14,11 @@ it stopped when rerun with the same --out.
 `--constrained` decodes under the GPT4Tools trace grammar of each item's tool set (tools/
 gpt4tools_grammar.py): `Action:` can only name one of the item's tools. `--constrain-images` also
 restricts the input of tools whose whole input is an image path to the image paths the item's
-conversation names: the grammar the agent, the UI and the LangChain model decode with. Without them
-(the default for `run`, and the rule of every paper-comparable row) the model writes freely.
+conversation names; `--constrain-arguments` holds every tool's input to the format its definition
+states (the grammar the agent, the UI and the LangChain model decode with). `--tool-prior` steers
+the grammar's choice of tool by the definitions, matched with the request by a sentence embedder
+(loragen_core/tool_prior.py). Without them (the default for `run`, and the rule of every
+paper-comparable row) the model writes freely.
 
 `--batch-size B` decodes B items at once (left-padded, the same greedy rule; in loragen modes every
 row carries its own generated adapter, applied functionally): several times the throughput on a CPU,
@@ -39,7 +42,8 @@ from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.int8 import WEIGHT_FORMATS, is_int8
 from loragen_core.resumable_run import RunSummary, open_resumable_run
 from tools import split_prompt
-from tools.gpt4tools_grammar import takes_only_an_image, trace_grammar
+from loragen_core.tool_prior import ToolPrior, default_retriever
+from tools.gpt4tools_grammar import tool_call_grammar, trace_grammar
 from tools.gpt4tools_prompt import IMAGE_PATH
 
 from .data import load_test_items, stratified_subset
@@ -66,6 +70,8 @@ class RunConfig:
     batch_size: int = 1  # > 1: batched decoding for throughput (no per-request latency)
     constrained: bool = False  # decode under each item's tool-call grammar
     constrain_images: bool = False  # ... with image-only tools' inputs restricted to the conversation's images
+    constrain_arguments: bool = False  # ... and every tool's input held to the format its definition states
+    tool_prior: bool = False  # steer the constrained choice of tool by the definitions (loragen_core/tool_prior.py)
     edge_weights: str = "fp32"  # int8: decode with the int8 copy (loragen_core/int8.py)
 
     def __post_init__(self) -> None:
@@ -77,6 +83,10 @@ class RunConfig:
             raise RunConfigError("Mode lora needs --adapter DIR (a PEFT LoRA directory).")
         if self.constrain_images and not self.constrained:
             raise RunConfigError("--constrain-images refines --constrained; give both.")
+        if self.constrain_arguments and not self.constrain_images:
+            raise RunConfigError("--constrain-arguments refines --constrain-images (image parts are the conversation's images); give --constrained --constrain-images too.")
+        if self.tool_prior and not self.constrained:
+            raise RunConfigError("--tool-prior steers the grammar's choice of tool; give --constrained too.")
         if self.edge_weights not in WEIGHT_FORMATS:
             raise RunConfigError(f"--edge-weights must be one of {', '.join(WEIGHT_FORMATS)}, not {self.edge_weights!r}.")
         if is_int8(self.edge_weights) and self.batch_size > 1:
@@ -88,10 +98,13 @@ class RunConfig:
     @property
     def label(self) -> str:
         label = f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
+        prior = " + tool prior" if self.tool_prior else ""
+        if self.constrain_arguments:
+            return label + " + constrained (names, arguments)" + prior
         if self.constrain_images:
-            return label + " + constrained (names, images)"
+            return label + " + constrained (names, images)" + prior
         label = label + f" + {self.edge_weights}" if is_int8(self.edge_weights) else label
-        return label + " + constrained" if self.constrained else label
+        return label + " + constrained" + prior if self.constrained else label
 
     def identity(self) -> dict:
         """What must not change between an interrupted run and its resumption."""
@@ -103,6 +116,10 @@ class RunConfig:
             identity["constrained"] = "True"
         if self.constrain_images:
             identity["constrain_images"] = "True"
+        if self.constrain_arguments:
+            identity["constrain_arguments"] = "True"
+        if self.tool_prior:
+            identity["tool_prior"] = "True"
         if self.edge_weights != "fp32":
             identity["edge_weights"] = self.edge_weights
         return identity
@@ -121,16 +138,24 @@ def edge_text(config: RunConfig, instruction: str) -> tuple[str, str | None]:
 
 
 def item_grammar(config: RunConfig, instruction: str) -> str | None:
-    """The trace grammar of the item's tool set, when the run is constrained (as the agent builds it
-    with --constrain-images: image-only tools get one of the conversation's image paths)."""
+    """The trace grammar of the item's tool set, when the run is constrained: names only; with
+    --constrain-images image-only tools get one of the conversation's image paths; with
+    --constrain-arguments every input follows its tool's stated format (the agent's grammar)."""
     if not config.constrained:
         return None
     parts = split_prompt(instruction)
     if not config.constrain_images:
         return trace_grammar(parts.tool_names)
-    image_tools = [name for name, description in parts.tool_definitions if takes_only_an_image(description)]
     images = list(dict.fromkeys(IMAGE_PATH.findall(parts.user)))
-    return trace_grammar(parts.tool_names, image_tools, images or None)
+    return tool_call_grammar(parts.tool_definitions, images or None, arguments=config.constrain_arguments)
+
+
+def item_tool_prior(config: RunConfig, instruction: str) -> ToolPrior | None:
+    """The prior over the item's tools given its request, when the run uses one."""
+    if not config.tool_prior:
+        return None
+    parts = split_prompt(instruction)
+    return default_retriever().prior(parts.new_input, parts.tool_definitions)
 
 
 def run(config: RunConfig) -> RunSummary:
@@ -176,7 +201,8 @@ def _run_one(config: RunConfig, item: dict, edge: EdgeModel, service: AdapterSer
         adapter_seconds, cache_hit = result.seconds, result.cache_hit
         if edge.active_adapter != result.adapter_hash:
             merge_seconds = edge.specialize(result.adapter)
-    completion = edge.complete(text, max_new_tokens=config.max_new_tokens, grammar=item_grammar(config, item["instruction"]))
+    completion = edge.complete(text, max_new_tokens=config.max_new_tokens, grammar=item_grammar(config, item["instruction"]),
+                               tool_prior=item_tool_prior(config, item["instruction"]))
     return _record(item, completion, edge, latency_s=completion.seconds, adapter_s=adapter_seconds,
                    merge_s=merge_seconds, adapter_cache_hit=cache_hit)
 
@@ -189,7 +215,9 @@ def _run_batch(config: RunConfig, batch: list[dict], edge: EdgeModel, service: A
         results = [service.adapter_for(prompt) for prompt in system_prompts]
         adapter = GeneratedLoRA.stack([r.adapter for r in results])
     grammars = [item_grammar(config, item["instruction"]) for item in batch] if config.constrained else None
-    completions = edge.complete_batch(list(texts), adapter=adapter, max_new_tokens=config.max_new_tokens, grammars=grammars)
+    priors = [item_tool_prior(config, item["instruction"]) for item in batch] if config.tool_prior else None
+    completions = edge.complete_batch(list(texts), adapter=adapter, max_new_tokens=config.max_new_tokens, grammars=grammars,
+                                      tool_priors=priors)
     return [
         _record(item, completion, edge, latency_s=completion.seconds / len(batch),
                 adapter_s=result.seconds if result else 0.0, merge_s=0.0,
@@ -238,6 +266,8 @@ def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s
         "max_new_tokens": config.max_new_tokens,
         "constrained": config.constrained,
         "constrain_images": config.constrain_images,
+        "constrain_arguments": config.constrain_arguments,
+        "tool_prior": config.tool_prior,
         "n_items": len(records),
         "wall_s_this_invocation": wall_s,
     }

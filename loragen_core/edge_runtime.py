@@ -35,6 +35,7 @@ from .adapter import GeneratedLoRA
 from .constrained import GrammarCompiler, GrammarConstraint, GrammarLogitsProcessor
 from .int8 import INT8_SCOPES, WEIGHT_FORMATS, int8_copy, is_int8
 from .model_loading import LoadedModel
+from .tool_prior import ToolPrior, ToolPriorLogitsProcessor
 
 DEFAULT_MAX_NEW_TOKENS = 128
 
@@ -204,13 +205,21 @@ class EdgeModel:
             return grammar
         return self.grammars.compile(grammar)
 
-    def _grammar_processors(self, grammars: Sequence, prompt_width: int) -> LogitsProcessorList | None:
+    def _grammar_processors(self, grammars: Sequence, prompt_width: int,
+                            tool_priors: Sequence[ToolPrior | None] | None = None) -> LogitsProcessorList | None:
         constraints = [self._constraint(g) for g in grammars]
+        priors = list(tool_priors) if tool_priors is not None else [None] * len(constraints)
+        if len(priors) != len(constraints):
+            raise ValueError(f"{len(constraints)} prompts but {len(priors)} tool priors.")
+        if any(p is not None and c is None for p, c in zip(priors, constraints)):
+            # Outside the grammar a tool name is not a region of known tokens: the prior has nothing to steer.
+            raise ValueError("A tool prior steers the grammar's choice of tool: give the row a grammar too.")
         if all(c is None for c in constraints):
             return None
-        return LogitsProcessorList(
-            [GrammarLogitsProcessor(self.grammars, constraints, prompt_width, self.tokenizer.eos_token_id)]
-        )
+        processors = [GrammarLogitsProcessor(self.grammars, constraints, prompt_width, self.tokenizer.eos_token_id)]
+        if any(p is not None for p in priors):
+            processors.append(ToolPriorLogitsProcessor(self.tokenizer, priors, prompt_width))
+        return LogitsProcessorList(processors)
 
     def chat_input_ids(self, user_text: str) -> torch.Tensor:
         encoded = self.tokenizer.apply_chat_template(
@@ -231,11 +240,13 @@ class EdgeModel:
         grammar: str | GrammarConstraint | None = None,
         should_stop: Callable[[], bool] | None = None,
         answer_line_ends: bool = True,
+        tool_prior: ToolPrior | None = None,
     ) -> Completion:
         """Greedy completion. `stop`: also end at these strings (cut from the text); `on_text`:
         called with each new piece of text while decoding, the pieces adding up to the returned text;
-        `grammar`: write only what it allows; `should_stop`: polled after every token, ends decoding
-        early when it returns True; `answer_line_ends=False` drops the GPT4Tools rule (plain chat)."""
+        `grammar`: write only what it allows; `tool_prior` (with a grammar): steer its choice of tool
+        (loragen_core/tool_prior.py); `should_stop`: polled after every token, ends decoding early when
+        it returns True; `answer_line_ends=False` drops the GPT4Tools rule (plain chat)."""
         stop = tuple(s for s in (stop or ()) if s)
         with self.lock:
             input_ids = self.chat_input_ids(user_text).to(self.model.device)
@@ -246,7 +257,7 @@ class EdgeModel:
             if should_stop is not None:
                 criteria.append(_CallerStop(should_stop))
             streamer = _CallbackStreamer(self.tokenizer, on_text, stop) if on_text else None
-            processors = self._grammar_processors([grammar], prompt_length)
+            processors = self._grammar_processors([grammar], prompt_length, [tool_prior])
             start = time.perf_counter()
             output = greedy_generate(self.decode_model, self.tokenizer, input_ids, torch.ones_like(input_ids), max_new_tokens,
                                      stopping_criteria=StoppingCriteriaList(criteria), logits_processor=processors,
@@ -266,6 +277,7 @@ class EdgeModel:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         grammars: Sequence[str | GrammarConstraint | None] | None = None,
         exact_length: bool = False,
+        tool_priors: Sequence[ToolPrior | None] | None = None,
     ) -> list[Completion]:
         """Greedy completions of several prompts in one left-padded batch, by the rule of `complete`
         (`exact_length`: see `decode_rows`).
@@ -274,7 +286,8 @@ class EdgeModel:
         row (its batch size equals len(user_texts)) or one shared (batch size 1): evaluation can then
         batch items whose system prompts, and so adapters, differ. This is for throughput: each
         Completion's `seconds` is the whole batch's wall time, not a per-request latency. `grammars`
-        (optional) holds one grammar per row, None for a row that decodes freely.
+        (optional) holds one grammar per row, None for a row that decodes freely; `tool_priors` one
+        tool prior per row (rows with a prior need a grammar).
         """
         if not user_texts:
             return []
@@ -293,7 +306,7 @@ class EdgeModel:
             applied = adapter.applied_to(self.decode_model) if adapter is not None else nullcontext()
             with applied:
                 return self.decode_rows(input_ids, attention_mask, [len(row) for row in rows], max_new_tokens, grammars,
-                                        exact_length=exact_length)
+                                        exact_length=exact_length, tool_priors=tool_priors)
 
     @torch.inference_mode()
     def decode_rows(
@@ -305,6 +318,7 @@ class EdgeModel:
         grammars: Sequence[str | GrammarConstraint | None] | None = None,
         cache=None,
         exact_length: bool = False,
+        tool_priors: Sequence[ToolPrior | None] | None = None,
     ) -> list[Completion]:
         """Greedy completions of an already padded batch (every row's prompt ends at the last column),
         by the rule of `complete`, on the weights as they are. `cache` (optional) holds the keys and
@@ -316,7 +330,9 @@ class EdgeModel:
         ends = RowEnds(self.tokenizer, width, self.tokenizer.eos_token_id)
         length_rule = {"min_new_tokens": max_new_tokens} if exact_length else {"stopping_criteria": StoppingCriteriaList([ends])}
         with self.lock:
-            processors = self._grammar_processors(grammars, width) if grammars is not None else None
+            if grammars is None and tool_priors is not None and any(p is not None for p in tool_priors):
+                raise ValueError("A tool prior steers the grammar's choice of tool: give the rows grammars too.")
+            processors = self._grammar_processors(grammars, width, tool_priors) if grammars is not None else None
             start = time.perf_counter()
             output = greedy_generate(self.decode_model, self.tokenizer, input_ids.to(self.model.device),
                                      attention_mask.to(self.model.device), max_new_tokens, logits_processor=processors,

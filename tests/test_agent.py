@@ -43,9 +43,9 @@ class ScriptedRuntime:
         self.calls: list[dict] = []
 
     def complete(self, prompt, system_prompt=None, max_new_tokens=128, stop=None, on_text=None, grammar=None, should_stop=None,
-                 answer_line_ends=True, adapter=None):
+                 answer_line_ends=True, adapter=None, tool_prior=None):
         self.calls.append({"prompt": prompt, "system_prompt": system_prompt, "stop": list(stop or []), "grammar": grammar,
-                           "answer_line_ends": answer_line_ends})
+                           "answer_line_ends": answer_line_ends, "tool_prior": tool_prior})
         reply = self.replies.pop(0)
         text = cut_at_stop(reply(prompt) if callable(reply) else reply, tuple(stop or ()))
         for start in range(0, len(text), 3):  # streamed in small pieces, as decoding would

@@ -376,7 +376,7 @@ def test_sixteen_tenants_at_once_see_nothing_of_each_other(tiny, tiny_runtime):
         messages = [{"role": "user", "content": f"Here is image/t{i}x.png, tenant{i}word."},
                     {"role": "assistant", "content": "Noted."},
                     {"role": "user", "content": f"Detect the edges of image/t{i}x.png."}]
-        return ask(url, messages, tools=tool_sets[i % 2], max_tokens=32)
+        return ask(url, messages, tools=tool_sets[i % 2], max_tokens=48)  # room for the longest name and a path
 
     batching = BatchingRuntime(tiny_runtime, window_seconds=0.3)
     with live_server(batching) as url:
@@ -392,7 +392,7 @@ def test_sixteen_tenants_at_once_see_nothing_of_each_other(tiny, tiny_runtime):
     assert len(set(hashes[0::2])) == len(set(hashes[1::2])) == 1 and hashes[0] != hashes[1]
     assert max(batching.batch_sizes) > 1
     # Under the agent's grammar a tool call can only name a file of its own conversation.
-    assert all(f"image/t{i}x.png" in c.function.arguments for i, r in enumerate(replies) for c in r.choices[0].message.tool_calls or [])
+    assert all(f"image/t{i}x.png" in c.function.arguments for i, r in enumerate(replies) for c in r.choices[0].message.tool_calls or []), [(i, c.function.name, c.function.arguments) for i, r in enumerate(replies) for c in r.choices[0].message.tool_calls or []]
 
 
 # ---- the command -------------------------------------------------------------------------------------------

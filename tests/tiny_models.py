@@ -38,12 +38,13 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return fast
 
 
-def _save_tiny(directory: Path, config_class, model_class, hidden: int, intermediate: int, seed: int) -> Path:
+def _save_tiny(directory: Path, config_class, model_class, hidden: int, intermediate: int, seed: int,
+               initializer_range: float = 0.02) -> Path:
     tokenizer = tiny_tokenizer()
     config = config_class(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model_class(config).save_pretrained(directory)
@@ -51,8 +52,12 @@ def _save_tiny(directory: Path, config_class, model_class, hidden: int, intermed
     return directory
 
 
-def save_tiny_llama(directory: Path, seed: int = 0) -> Path:
-    return _save_tiny(directory, LlamaConfig, LlamaForCausalLM, hidden=32, intermediate=48, seed=seed)
+def save_tiny_llama(directory: Path, seed: int = 0, initializer_range: float = 0.02) -> Path:
+    """`initializer_range`: the default 0.02 gives near-uniform logits that no FFN adapter can sharpen
+    (the frozen lm_head's rows are too alike); ~0.3 gives a random model whose outputs an adapter can
+    steer, for tests that train one to a behaviour."""
+    return _save_tiny(directory, LlamaConfig, LlamaForCausalLM, hidden=32, intermediate=48, seed=seed,
+                      initializer_range=initializer_range)
 
 
 def save_tiny_qwen2(directory: Path, seed: int = 1) -> Path:

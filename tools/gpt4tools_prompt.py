@@ -26,6 +26,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 HEAD_END = "Previous conversation:\n\n"
 CLOSING_START = "\nGPT4Tools needs to use tools to observe images, not directly imagine them."
 CLOSING_END = "Let's think step by step.\n"
+NEW_INPUT = "New input: "
 
 
 class PromptFormatError(ValueError):
@@ -92,6 +93,12 @@ class PromptParts:
         """The tools this prompt offers, in order, as its format rules list them."""
         names = TOOL_NAMES.search(self.head)
         return [name.strip() for name in names.group(1).split(", ")] if names and names.group(1).strip() else []
+
+    @property
+    def new_input(self) -> str:
+        """The request itself: the user part after its last "New input:" (the whole user part if none)."""
+        at = self.user.rfind(NEW_INPUT)
+        return (self.user[at + len(NEW_INPUT) :] if at >= 0 else self.user).strip()
 
     @property
     def tool_definitions(self) -> list[tuple[str, str]]:

@@ -34,6 +34,7 @@ from typing import Any
 
 from loragen_core import AdapterResult, GeneratedLoRA
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, Completion, cut_at_stop
+from loragen_core.tool_prior import ToolPrior
 from tools.gpt4tools_format import OBSERVATION_STOP, TOOL_STEP_START
 
 from ..runtime import LoRAGenRuntime, RuntimeCompletion
@@ -56,6 +57,7 @@ class _Job:
     max_new_tokens: int
     stop: tuple[str, ...]
     grammar: str | None
+    tool_prior: ToolPrior | None = None
     done: Future = field(default_factory=Future)
 
 
@@ -91,11 +93,12 @@ class BatchingRuntime:
         grammar: str | None = None,
         should_stop: Callable[[], bool] | None = None,
         answer_line_ends: bool = True,
+        tool_prior: ToolPrior | None = None,
     ) -> RuntimeCompletion:
         if on_text is not None or should_stop is not None or not answer_line_ends:
             return self._complete_unbatched(prompt, system_prompt, max_new_tokens, stop, on_text, grammar=grammar,
-                                            should_stop=should_stop, answer_line_ends=answer_line_ends)
-        job = self._job(prompt, system_prompt, max_new_tokens, tuple(s for s in stop or () if s), grammar)
+                                            should_stop=should_stop, answer_line_ends=answer_line_ends, tool_prior=tool_prior)
+        job = self._job(prompt, system_prompt, max_new_tokens, tuple(s for s in stop or () if s), grammar, tool_prior)
         self._queue.put(job)
         return job.done.result()
 
@@ -103,11 +106,12 @@ class BatchingRuntime:
         """What cannot be batched is decoded by the wrapped runtime, alone."""
         return self.runtime.complete(*args, **kwargs)
 
-    def _job(self, prompt: str, system_prompt: str | None, max_new_tokens: int, stop: tuple[str, ...], grammar: str | None) -> _Job:
+    def _job(self, prompt: str, system_prompt: str | None, max_new_tokens: int, stop: tuple[str, ...], grammar: str | None,
+             tool_prior: ToolPrior | None = None) -> _Job:
         self.runtime.check_length(prompt)  # refused here, before the adapter and the queue
         # In the caller's thread: one tenant's cloud-LM pass does not hold up the others' batches.
         adapter = self.runtime.adapter_for(system_prompt) if system_prompt is not None else None
-        return _Job(prompt, adapter, max_new_tokens, stop, grammar)
+        return _Job(prompt, adapter, max_new_tokens, stop, grammar, tool_prior)
 
     # ---- the worker ------------------------------------------------------------------------------
 
@@ -139,7 +143,8 @@ class BatchingRuntime:
     def _decode_alone(self, job: _Job) -> RuntimeCompletion:
         """As `LoRAGenRuntime.complete` decodes: the adapter merged (kept for the tenant's next
         request), the stop strings applied while decoding."""
-        result = self.runtime.decode(job.prompt, job.adapter, max_new_tokens=job.max_new_tokens, stop=job.stop, grammar=job.grammar)
+        result = self.runtime.decode(job.prompt, job.adapter, max_new_tokens=job.max_new_tokens, stop=job.stop, grammar=job.grammar,
+                                     tool_prior=job.tool_prior)
         self.batch_sizes.append(1)
         return result
 
@@ -155,6 +160,7 @@ class BatchingRuntime:
                 adapter=GeneratedLoRA.stack([a.adapter for a in adapters]) if adapters else None,
                 max_new_tokens=group[0].max_new_tokens,
                 grammars=grammars,
+                tool_priors=[job.tool_prior for job in group],
             )
 
     def _decode(self, group: list[_Job]) -> list[RuntimeCompletion]:

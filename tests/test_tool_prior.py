@@ -1,0 +1,96 @@
+"""The tool prior: the shipped sentence embedder ranks a tool set's definitions against a request, and
+the logits processor turns that into the constrained choice of `Action:` (product of experts), also
+row by row in a batch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agent.parsing import parse_turn
+from loragen_core import load_causal_lm
+from loragen_core.edge_runtime import EdgeModel
+from loragen_core.tool_prior import ToolPrior, default_retriever, tool_document
+from tools.gpt4tools_grammar import trace_grammar
+from tools.registry import default_registry
+
+EDGE, FACE, SEGMENT = "Edge Detection On Image", "Detect Face", "Segment the Image"
+PROMPT = "Please look at image/abc.png."
+
+
+@pytest.fixture(scope="module")
+def edge(tiny_dirs) -> EdgeModel:
+    return EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
+
+
+def test_mass_counts_the_names_a_prefix_can_still_become():
+    prior = ToolPrior(("Detect Face", "Detection", "Segment the Image"), (0.5, 0.3, 0.2))
+    assert prior.mass("") == pytest.approx(1.0)
+    assert prior.mass(" Detect") == pytest.approx(0.8)
+    assert prior.mass(" Detection") == pytest.approx(0.3)
+    assert prior.mass(" Detect Face\nAction") == pytest.approx(0.5)  # a token may run past the name
+    assert prior.mass(" Segmentation") == 0.0
+    assert prior.best == "Detect Face"
+    with pytest.raises(ValueError, match="2 names but 1"):
+        ToolPrior(("a", "b"), (1.0,))
+
+
+def test_the_input_sentence_every_tool_shares_is_not_embedded():
+    assert tool_document("Detect Face", "useful to find faces. The input to this tool should be a string, representing "
+                         "the image_path") == "Detect Face: useful to find faces."
+
+
+def _action(edge: EdgeModel, prior: ToolPrior | None, grammar: str) -> str:
+    turn = parse_turn(edge.complete(PROMPT, max_new_tokens=40, grammar=grammar, tool_prior=prior).text)
+    return turn.action if turn.kind == "tool" else f"<{turn.kind}>"
+
+
+def test_a_confident_prior_decides_the_tool_and_a_flat_one_changes_nothing(edge):
+    tools = [EDGE, FACE, SEGMENT]
+    grammar = trace_grammar(tools)
+    free_choice = _action(edge, None, grammar)
+    assert free_choice in tools, "the seeded random model calls a tool here; the test needs that"
+    flat = ToolPrior(tuple(tools), (1 / 3,) * 3)
+    assert _action(edge, flat, grammar) == free_choice
+    for wanted in tools:
+        sharp = ToolPrior(tuple(tools), tuple(0.998 if t == wanted else 0.001 for t in tools))
+        assert _action(edge, sharp, grammar) == wanted
+
+
+def test_batch_rows_follow_their_own_priors_as_each_does_alone(edge):
+    tools = [EDGE, FACE, SEGMENT]
+    grammar = trace_grammar(tools)
+    priors = [ToolPrior(tuple(tools), tuple(0.998 if t == wanted else 0.001 for t in tools)) for wanted in (FACE, SEGMENT)]
+    priors.append(None)
+    batched = edge.complete_batch([PROMPT] * 3, max_new_tokens=40, grammars=[grammar] * 3, tool_priors=priors)
+    alone = [edge.complete(PROMPT, max_new_tokens=40, grammar=grammar, tool_prior=p) for p in priors]
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert [parse_turn(c.text).action for c in batched[:2]] == [FACE, SEGMENT]
+
+
+def test_a_prior_needs_a_grammar(edge):
+    prior = ToolPrior((EDGE,), (1.0,))
+    with pytest.raises(ValueError, match="give the row a grammar"):
+        edge.complete(PROMPT, max_new_tokens=5, tool_prior=prior)
+    with pytest.raises(ValueError, match="give the rows grammars"):
+        edge.complete_batch([PROMPT], max_new_tokens=5, tool_priors=[prior])
+
+
+@pytest.mark.parametrize(
+    "request_text, expected",
+    [
+        ("What is the quality score of this photo?", "Assess the Image Quality"),
+        ("Make this blurry picture sharper and higher resolution.", "Image Super-Resolution"),
+        ("Is there a face in this picture?", "Detect Face"),
+        ("Detect the edges of image/dogpark.png.", "Edge Detection On Image"),
+        ("Split the photo into its segments.", "Segment the Image"),
+    ],
+)
+def test_the_shipped_embedder_ranks_the_ui_tools_by_their_definitions(request_text, expected):
+    # The UI's five default tools; two of them (quality, super-resolution) are test-set tools that no
+    # training data ever named, so only their definitions can say what they are for.
+    names = ["Edge Detection On Image", "Detect Face", "Segment the Image", "Assess the Image Quality", "Image Super-Resolution"]
+    prior = default_retriever().prior(request_text, default_registry().subset(names).descriptions())
+    assert prior.best == expected
+    assert math.isclose(sum(prior.probs), 1.0, rel_tol=1e-5)
