@@ -32,6 +32,7 @@ from transformers.generation.streamers import BaseStreamer
 from tools.gpt4tools_format import FINAL_ANSWER_DONE
 
 from .adapter import GeneratedLoRA
+from .chat_format import chat_ids
 from .constrained import GrammarCompiler, GrammarConstraint, GrammarLogitsProcessor
 from .int8 import INT8_SCOPES, WEIGHT_FORMATS, int8_copy, is_int8
 from .model_loading import LoadedModel
@@ -222,10 +223,7 @@ class EdgeModel:
         return LogitsProcessorList(processors)
 
     def chat_input_ids(self, user_text: str) -> torch.Tensor:
-        encoded = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_text}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        return encoded["input_ids"]
+        return torch.tensor([chat_ids(self.tokenizer, user_text)])
 
     def count_prompt_tokens(self, user_text: str) -> int:
         return int(self.chat_input_ids(user_text).shape[1])

@@ -27,6 +27,8 @@ from transformers import Cache, DynamicCache, StaticCache
 
 from tools import split_prompt
 
+from .chat_format import chat_ids, chat_text
+
 
 @torch.inference_mode()
 def rewind(cache: StaticCache) -> StaticCache:
@@ -54,15 +56,10 @@ def split_chat_prompt(tokenizer, instruction: str, verify: bool = True) -> Prefi
     """Tokenize `instruction` as a chat turn and find where its cacheable prefix ends. `verify` checks
     the tokens equal `apply_chat_template`'s (what EdgeModel feeds the model); a server checks once per
     system prompt and skips it per request."""
-    messages = [{"role": "user", "content": instruction}]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = chat_text(tokenizer, instruction)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     at = text.find(instruction)
-    if at < 0 or (
-        verify
-        and list(encoded["input_ids"])
-        != list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
-    ):
+    if at < 0 or (verify and list(encoded["input_ids"]) != chat_ids(tokenizer, instruction)):
         raise PrefixSplitError("The chat template does not embed the prompt verbatim; cannot cut it at the system prompt.")
     boundary = at + len(split_prompt(instruction).head)
     prefix_length = sum(1 for _, end in encoded["offset_mapping"] if end <= boundary)

@@ -22,6 +22,7 @@ import torch
 from datasets import load_dataset
 from transformers import PreTrainedTokenizerBase
 
+from .chat_format import chat_ids
 from .objective import IGNORE_INDEX
 
 REQUIRED_FIELDS = ("system_prompt", "edge_prompt", "output")
@@ -73,10 +74,7 @@ def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, output: str,
         return encode_continuation(tokenizer, prompt, output)
     if template != "chat":
         raise TrainingDataError(f"Unknown template {template!r}; a row's template is one of {', '.join(TEMPLATES)}.")
-    encoded = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
-    prompt_ids = encoded["input_ids"][0].tolist()
+    prompt_ids = chat_ids(tokenizer, prompt)
     answer_ids = tokenizer(output + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
     return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
 
