@@ -26,13 +26,14 @@ from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS
 from loragen_core.int8 import WEIGHT_FORMATS
 
 from .data import DatasetError, load_test_items
-from .runner import MODES, RunConfig, RunConfigError
+from .runner import MODES, SERVED_DECODING, RunConfig, RunConfigError
 from .scorer import PredictionsError
 
 MAIN_JOB_ITEMS = 30
 # Measured per item and row, batch 1, on a 2-core EPYC (results/main_job/README.md): 6.7 s full prompt, 5.9 s loragen.
 SECONDS_PER_ITEM = 6.5
 DEFAULT_RUNS_DIR = Path("runs") / "gpt4tools"
+DEFAULT_RUN_MODE = "loragen"  # agent.modes.DEFAULT_MODE, the mode the agent, UI and LangChain model serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     score_cmd.add_argument("--json", action="store_true", help="Print one JSON object instead of a table.")
 
     run_cmd = commands.add_parser("run", help="Run one mode over the test set.", description=_runner_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    run_cmd.add_argument("--mode", choices=MODES, required=True)
+    run_cmd.add_argument("--mode", choices=MODES, default=None,
+                         help="What the edge model reads (see above). Without --mode: the served default, loragen "
+                              "decoded as the agent serves it (--served).")
+    run_cmd.add_argument("--served", action="store_true",
+                         help="Decode as the agent, UI, LangChain model and server do: --constrained --constrain-images "
+                              "--constrain-arguments --tool-prior.")
     run_cmd.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
     run_cmd.add_argument("--limit", type=int, default=None, help="Deterministic subset of N items, stratified by gold tool.")
     run_cmd.add_argument("--out", type=Path, default=None, help="Run directory (default runs/gpt4tools/<mode>); rerun to resume.")
@@ -163,12 +169,17 @@ def _run(args) -> int:
     from .report import markdown_table
     from .runner import run
 
-    out = args.out or DEFAULT_RUNS_DIR / args.mode
-    config = RunConfig(
-        mode=args.mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
-        generator=args.generator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        constrained=args.constrained, constrain_images=args.constrain_images, edge_weights=args.edge_weights,
+    served = args.served or args.mode is None  # no --mode: the default mode as it is served
+    mode = args.mode or DEFAULT_RUN_MODE
+    out = args.out or DEFAULT_RUNS_DIR / (mode + ("-served" if served else ""))
+    decoding = SERVED_DECODING if served else dict(
+        constrained=args.constrained, constrain_images=args.constrain_images,
         constrain_arguments=args.constrain_arguments, tool_prior=args.tool_prior,
+    )
+    config = RunConfig(
+        mode=mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
+        generator=args.generator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        edge_weights=args.edge_weights, **decoding,
     )
     summary = run(config)
     print(markdown_table([summary]))
@@ -271,7 +282,7 @@ def _bench(args) -> int:
 def main_job_configs(out: Path, data: Path | None, items: int, with_icl: bool, full_prompt_lora: Path | None) -> list[RunConfig]:
     """The main job's rows; `full_prompt_lora`: the shipped adapter (None: this checkout lacks it, so
     the untrained in-context model is the only baseline)."""
-    served = dict(data=data, limit=items, constrained=True, constrain_images=True)  # as the agent decodes
+    served = dict(data=data, limit=items, **SERVED_DECODING)  # as the agent decodes
     rows = []
     if full_prompt_lora is not None:
         rows.append(RunConfig(mode="lora", adapter=full_prompt_lora, prompt="full", out=out / "full-prompt-lora", **served))

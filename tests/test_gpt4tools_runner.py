@@ -94,6 +94,6 @@ def test_the_main_job_compares_the_trained_full_prompt_lora_with_the_served_mode
     assert [(r.mode, r.prompt) for r in rows] == [("lora", "full"), ("loragen", "full")]
     assert rows[0].adapter == tmp_path / "lora"
     # Both decode as the agent serves them, on the same items.
-    assert all(r.constrained and r.constrain_images and r.limit == 30 for r in rows)
+    assert all(r.constrained and r.constrain_images and r.constrain_arguments and r.tool_prior and r.limit == 30 for r in rows)
     assert [r.mode for r in main_job_configs(tmp_path, None, 30, True, tmp_path / "lora")] == ["lora", "loragen", "icl"]
     assert [r.mode for r in main_job_configs(tmp_path, None, 30, False, None)] == ["loragen", "icl"]
