@@ -86,6 +86,7 @@ class AgentResult:
     error: str | None = None
     edge_prompt: str = ""  # the first call's prompt, as the edge model read it
     model_calls: int = 0
+    tool_prior: ToolPrior | None = None  # what the tool definitions said of the request (None: not used)
 
     @property
     def compression(self) -> float:
@@ -366,6 +367,7 @@ class _Run:
             error=None if self.answer is not None else self.error,
             edge_prompt=edge_prompt,
             model_calls=len(self.completions),
+            tool_prior=self.tool_prior,
         )
 
 

@@ -64,6 +64,10 @@ def render_panel(
             f"tokens ({loragen.compression:.1f}x shorter)",
             f"This turn: {loragen.latency_s:.2f} s",
         ]
+        if loragen.tool_prior is not None:
+            ranked = sorted(zip(loragen.tool_prior.probs, loragen.tool_prior.names), reverse=True)[:3]
+            lines.append("Tool prior (the definitions, matched with the request; not in the edge prompt): "
+                         + ", ".join(f"{name} {prob:.2f}" for prob, name in ranked))
         if baseline is not None:
             lines.append(f"{baseline_label}: {baseline.latency_s:.2f} s, {baseline.prompt_tokens}-token prompt")
     elif prepared is not None:
