@@ -30,6 +30,7 @@ from .runner import MODES, SERVED_DECODING, RunConfig, RunConfigError
 from .scorer import PredictionsError
 
 MAIN_JOB_ITEMS = 30
+MAIN_JOB_BATCH = 16  # throughput: the comparison fits in minutes (a batch's time per item is not a latency)
 # Measured per item and row, batch 1, on a 2-core EPYC (results/main_job/README.md): 6.7 s full prompt, 5.9 s loragen.
 SECONDS_PER_ITEM = 6.5
 DEFAULT_RUNS_DIR = Path("runs") / "gpt4tools"
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_RUNS_DIR / "main", help="Where the main job writes its runs.")
     parser.add_argument("--items", type=int, default=MAIN_JOB_ITEMS, help=f"Main job: items, stratified by gold tool (default {MAIN_JOB_ITEMS}).")
     parser.add_argument("--with-icl", action="store_true", help="Main job: also run the untrained in-context model (full prompt, no adapter).")
+    parser.add_argument("--batch-size", type=int, default=MAIN_JOB_BATCH,
+                        help=f"Main job: items decoded at once (default {MAIN_JOB_BATCH}; 1 also measures each item's latency).")
     commands = parser.add_subparsers(dest="command")
 
     score_cmd = commands.add_parser("score", help="Score predictions: SR_t, SR_act, SR_args, SR, IoU.")
@@ -279,10 +282,11 @@ def _bench(args) -> int:
     return 0
 
 
-def main_job_configs(out: Path, data: Path | None, items: int, with_icl: bool, full_prompt_lora: Path | None) -> list[RunConfig]:
+def main_job_configs(out: Path, data: Path | None, items: int, with_icl: bool, full_prompt_lora: Path | None,
+                     batch_size: int = 1) -> list[RunConfig]:
     """The main job's rows; `full_prompt_lora`: the shipped adapter (None: this checkout lacks it, so
     the untrained in-context model is the only baseline)."""
-    served = dict(data=data, limit=items, **SERVED_DECODING)  # as the agent decodes
+    served = dict(data=data, limit=items, batch_size=batch_size, **SERVED_DECODING)  # as the agent decodes
     rows = []
     if full_prompt_lora is not None:
         rows.append(RunConfig(mode="lora", adapter=full_prompt_lora, prompt="full", out=out / "full-prompt-lora", **served))
@@ -308,7 +312,7 @@ def _main_job(args) -> int:
     shipped = FULL_PROMPT_LORA_CHECKPOINT if full_prompt_lora_shipped() else None
     if shipped is None:
         say(f"{FULL_PROMPT_LORA_CHECKPOINT} is missing, so the trained baseline is left out; comparing with the untrained in-context model.")
-    configs = main_job_configs(args.out, args.data, args.items, args.with_icl, shipped)
+    configs = main_job_configs(args.out, args.data, args.items, args.with_icl, shipped, args.batch_size)
     say(f"Main job: {', '.join(c.label for c in configs)} on {min(args.items, len(items))} items. "
         f"Expect about {len(configs) * args.items * SECONDS_PER_ITEM / 60:.0f} min on a 2-core CPU (runs resume if interrupted).")
     summaries = [run(config) for config in configs]

@@ -94,3 +94,31 @@ def test_the_shipped_embedder_ranks_the_ui_tools_by_their_definitions(request_te
     prior = default_retriever().prior(request_text, default_registry().subset(names).descriptions())
     assert prior.best == expected
     assert math.isclose(sum(prior.probs), 1.0, rel_tol=1e-5)
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize(
+    "request_text, expected",
+    [("How good is the quality of this photo?", "Assess the Image Quality"),
+     ("Upscale this picture to a higher resolution.", "Image Super-Resolution")],
+)
+def test_the_served_agent_calls_tools_it_never_trained_on(tmp_path, request_text, expected):
+    """The UI's default tools on the shipped generator: quality and super-resolution are test-set tools
+    that no training row names; only their definitions, through the prior, tell the agent what they do.
+    (Without the prior the agent called neither: results/default_tools_loragen.md of 2026-12-04.)"""
+    import cv2
+    import numpy as np
+
+    from agent import Agent
+    from tools.workspace import Workspace
+    from ui import DEFAULT_TOOLS
+
+    photo = np.full((120, 160, 3), 200, np.uint8)
+    cv2.circle(photo, (80, 60), 30, (40, 80, 200), -1)
+    cv2.imwrite(str(tmp_path / "photo.png"), photo)
+    workspace = Workspace(tmp_path / "workspace")
+    agent = Agent(list(DEFAULT_TOOLS), workspace=workspace, max_steps=1)
+    result = agent.run(request_text, image=workspace.import_file(tmp_path / "photo.png"))
+    called = [s.action for s in result.steps if s.kind == "tool"]
+    assert called[:1] == [expected], result.trace_text()
+    assert result.tool_prior is not None and result.tool_prior.best == expected
