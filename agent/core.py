@@ -28,6 +28,8 @@ Decisions:
   wrote, or a placeholder such as `[output from the tool]`, is replaced by the last observation.
 - Each run is bounded by `max_steps` tool calls and `max_seconds` of wall time; `should_stop` (a Stop
   button) ends it between tokens.
+- A call identical to the last successful one (same tool, same input) is not run again: its result
+  would be the same, so the run ends with that result as the answer.
 """
 
 from __future__ import annotations
@@ -309,6 +311,15 @@ class _Run:
 
     def _call(self, step: Step) -> None:
         agent = self.agent
+        last = next((s for s in reversed(self.steps) if s.kind == "tool" and s.observation is not None), None)
+        if last is not None and not last.observation.startswith("error") and (step.action, step.action_input) == (
+            last.action, last.action_input
+        ):
+            # The same call again would return the same result: the model is done, it just did not say so
+            # (the small edge model sometimes writes one step twice). Answer from the result instead.
+            self.record(dataclasses.replace(step, observation=None))
+            self.answer = self._grounded("")
+            return
         tool = agent._find_tool(step.action)
         if tool is not None and needs_an_image(tool.description) and not agent._existing_images(step.action_input):
             if not self.images:  # nothing to run it on: ask, rather than let a made-up path through

@@ -341,6 +341,17 @@ def test_a_failed_tool_gets_one_retry_that_sees_the_error_then_an_honest_answer(
     assert "zzz" not in result.answer and result.images == []
 
 
+def test_the_same_call_twice_is_not_run_again_and_its_result_is_the_answer(workspace):
+    workspace, image = workspace
+    call = TOOL_CALL.format(name=EDGE, arg=image)
+    runtime = ScriptedRuntime([call, call, ANSWER.format(text="never asked for")])
+    result = Agent([EDGE, FACE], runtime=runtime, workspace=workspace).run("Detect the edges of this image.", image=image)
+    assert result.model_calls == 2 and result.error is None
+    assert [s.kind for s in result.steps] == ["tool", "tool"] and result.steps[1].observation is None  # not run
+    produced = result.steps[0].observation
+    assert result.images == [produced] and result.answer == f"Result saved as {produced}"
+
+
 def test_an_image_tool_without_any_image_asks_for_one_and_runs_nothing(workspace):
     workspace, _ = workspace
     runtime = ScriptedRuntime([TOOL_CALL.format(name=FACE, arg="image/invented.png")])
