@@ -71,18 +71,33 @@ def tool_step_text(action: str, action_input: str, observation: str) -> str:
     return step_text(action, action_input, observation_for_model(observation))
 
 
+# Words too common in answers and observations to show that one repeats the other.
+_COMMON_WORDS = frozenset(
+    "the and for with this that these there are was were has have had not but you your can its it's image images "
+    "picture photo result results saved tool".split()
+)
+_WORD = re.compile(r"[a-z]{3,}|\d+")
+
+
+def _content_words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower())) - _COMMON_WORDS
+
+
 def grounded_answer(answer: str, tool: str, observation: str, is_real: Callable[[str], bool], produced: Sequence[str]) -> str:
     """The final answer after `tool` returned `observation`, true to what it returned.
 
-    The model's answer stands if it names only real files (`is_real`), holds no placeholder, and names
-    the images the tool produced (`produced`), if any. Otherwise the observation itself is the answer:
-    a 135M model trained on placeholder observations otherwise reports files that do not exist.
+    The model's answer stands if it names only real files (`is_real`), holds no placeholder, names the
+    images the tool produced (`produced`), if any, and, after a text result, shares a word with it.
+    Otherwise the observation itself is the answer: a 135M model trained on placeholder observations
+    otherwise reports files that do not exist, or a caption of its own ("The image is a selfie") where
+    the tool said "No face found".
     """
     if observation.startswith("error"):
         return f"Sorry, {tool} did not work: {observation}"
     named = IMAGE_PATH.findall(answer)
     invented = [path for path in named if not is_real(path)]
-    if PLACEHOLDER.search(answer) or invented or (produced and not set(produced) & set(named)) or not answer.strip():
+    unrelated = not produced and not (_content_words(answer) & _content_words(observation))
+    if PLACEHOLDER.search(answer) or invented or (produced and not set(produced) & set(named)) or not answer.strip() or unrelated:
         return observation_for_model(observation)
     return answer
 

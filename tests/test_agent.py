@@ -247,10 +247,10 @@ def test_step_limit_ends_the_run_without_running_another_tool(workspace):
     workspace, image = workspace
     calls = []
     counted = Tool("Count", "useful to count. The input to this tool should be a string.", lambda text, ws: calls.append(text) or f"{len(calls)}")
-    runtime = ScriptedRuntime([TOOL_CALL.format(name="Count", arg="x")] * 3)
+    runtime = ScriptedRuntime([TOOL_CALL.format(name="Count", arg=f"x{i}") for i in range(3)])  # never the same call twice
     result = Agent([counted], runtime=runtime, workspace=workspace, max_steps=2).run("Count forever.")
 
-    assert calls == ["x", "x"] and result.model_calls == 3
+    assert calls == ["x0", "x1"] and result.model_calls == 3
     assert "2 tool calls" in result.error and result.answer == ""
     assert [s.observation for s in result.steps] == ["1", "2", None]
 
@@ -368,6 +368,19 @@ def test_an_answer_not_true_to_the_observations_is_replaced_by_them(workspace, a
     produced = result.steps[0].observation
     assert workspace.resolve(produced).is_file()
     assert result.answer == f"Result saved as {produced}"
+
+
+@pytest.mark.parametrize(
+    "answer, kept",
+    [("The image is a selfie taken by a user.", False),  # measured: after "No face found"
+     ("No face was found in the image.", True), ("There are no faces.", True)],
+)
+def test_after_a_text_result_an_answer_sharing_nothing_with_it_is_replaced(answer, kept):
+    from agent.parsing import grounded_answer
+
+    observation = "No face found (detector: OpenCV's LBP frontal-face cascade; it finds roughly frontal faces)"
+    grounded = grounded_answer(answer, FACE, observation, lambda path: True, [])
+    assert grounded == (answer if kept else observation)
 
 
 def test_a_true_answer_is_kept(workspace):

@@ -113,3 +113,33 @@ def test_stop_memory_and_no_image_in_the_browser(app_url, page):
     expect(chat.get_by_text("Thinking")).to_be_visible()
     page.locator("#stop").click()
     expect(chat.get_by_text("The agent could not finish: Stopped.")).to_be_visible(timeout=10_000)
+
+
+@pytest.mark.real_model
+def test_each_default_tool_is_called_when_asked_in_plain_words_on_the_default_model(page, tmp_path):
+    """Issue 15's bar in the browser, on the shipped generator and SmolLM2: with the UI's five default
+    tools and a photo, two plain-words requests per tool, each phrased differently, call that tool
+    (the trace shows the call). Two of the tools (quality, super-resolution) appear in no training row."""
+    from agent import LoRAGenRuntime
+    from eval_gpt4tools.default_tools_check import REQUESTS
+    from tests.test_ui_api import free_port
+    from ui.app import build_app
+
+    app = build_app(LoRAGenRuntime.default(), workspace_root=tmp_path / "workspaces", max_steps=1)
+    url = app.launch(port=free_port(), block=False)
+    try:
+        page.goto(url)
+        chat, box, trace = page.locator("#chat"), page.locator("#message textarea"), page.locator("#trace")
+        page.get_by_text("Trace: Thought / Action / Observation").click()
+        # One phrasing of every tool, then the other: consecutive requests want different tools, so the
+        # trace can only show the wanted call once this turn's run has written it.
+        for phrasing in (0, 1):
+            for tool, requests in REQUESTS.items():
+                if phrasing == 0 and tool == next(iter(REQUESTS)):
+                    page.locator("#message input[type=file]").set_input_files(str(square_png(tmp_path / "photo.png", 96)))
+                box.fill(requests[phrasing])
+                box.press("Enter")
+                expect(chat.get_by_text(requests[phrasing])).to_be_visible()
+                expect(trace).to_contain_text(f"Action: {tool}\n")
+    finally:
+        app.close()
