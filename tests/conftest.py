@@ -16,6 +16,15 @@ def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
     return {"edge": save_tiny_llama(root / "edge-llama"), "cloud": save_tiny_qwen2(root / "cloud-qwen2")}
 
 
+@pytest.fixture(scope="module")
+def edge(tiny_dirs):
+    """The tiny random edge model as an EdgeModel (one per test module)."""
+    from loragen_core import load_causal_lm
+    from loragen_core.edge_runtime import EdgeModel
+
+    return EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
+
+
 SYSTEM_PROMPTS = [
     "GPT4Tools has access to the following tools: Detect Face, Edge Detection On Image.",
     "GPT4Tools has access to the following tools: Generate Image From User Input Text.",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from loragen_core import GeneratedLoRA, load_causal_lm
+from loragen_core import GeneratedLoRA
 from loragen_core.edge_runtime import EdgeModel, RowEnds
 
 PROMPTS = [
@@ -16,11 +16,6 @@ PROMPTS = [
     "Generate a picture of a cat sitting on a red chair in the garden, please, with a hat on.",
 ]
 BUDGET = 12
-
-
-@pytest.fixture(scope="module")
-def edge(tiny_dirs) -> EdgeModel:
-    return EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from eval_gpt4tools.bench_report import MODES
 from loragen_core.prefix_cache import PrefixCacheStore, complete_batch_from_prefixes, split_chat_prompt
 from eval_gpt4tools.timed_generation import Decoder
 from loragen_core import LoRAGenConfig, build_generator, load_causal_lm
-from loragen_core.edge_runtime import EdgeModel
 from loragen_core.lora_math import _open_weight_file, merge_lora, pristine_weights, unmerge_lora, weight_files
 from tools import PromptFormatError, build_prompt, image_turn, split_prompt
 from tools.gpt4tools_prompt import full_prompt
@@ -37,11 +36,6 @@ def _items(n: int) -> list[dict]:
             "output": f"Thought: Do I need to use a tool? Yes\nAction: {tools[0][0]}\nAction Input: image/x.png\n",
         })
     return items
-
-
-@pytest.fixture(scope="module")
-def edge(tiny_dirs) -> EdgeModel:
-    return EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
 
 
 def test_the_prefix_ends_where_the_user_part_begins(edge):

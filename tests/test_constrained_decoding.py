@@ -9,26 +9,15 @@ import pytest
 import torch
 
 from agent.parsing import parse_turn
-from loragen_core import LoRAGenConfig, build_generator, load_causal_lm
+from loragen_core import LoRAGenConfig, build_generator
 from loragen_core.constrained import GrammarError
-from loragen_core.edge_runtime import EdgeModel
+from tests.grammar_checks import grammar_accepts
 from tools.gpt4tools_grammar import trace_grammar
 
 EDGE, FACE, SEGMENT = "Edge Detection On Image", "Detect Face", "Segment the Image"
 PROMPTS = ["Detect the edges of image/abc.png", "Hi", "Find the face in cache/xyzxyzxy.png please, now."]
 TOOL_SETS = [[EDGE, FACE], [SEGMENT], [FACE, SEGMENT]]
 BUDGET = 40
-
-
-@pytest.fixture(scope="module")
-def edge(tiny_dirs) -> EdgeModel:
-    return EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
-
-
-def _accepts(edge: EdgeModel, grammar: str, text: str) -> bool:
-    matcher = edge.grammars.matcher(edge.grammars.compile(grammar))
-    ids = edge.tokenizer.encode(text, add_special_tokens=False)
-    return all(matcher.consume_token(i) for i in ids) and not matcher.is_error()
 
 
 @pytest.mark.parametrize("tools", TOOL_SETS)
@@ -48,22 +37,22 @@ def test_the_grammar_accepts_real_traces_and_refuses_invented_tools(edge):
     grammar = trace_grammar([EDGE, FACE])
     call = f"Thought: Do I need to use a tool? Yes\nAction: {FACE}\nAction Input: image/abc.png\nObservation:\n"
     answer = "Thought: Do I need to use a tool? No\nAI: Two faces.\n"
-    assert _accepts(edge, grammar, call + "Result saved as image/x.png\n" + answer)
-    assert _accepts(edge, grammar, answer)
-    assert not _accepts(edge, grammar, call.replace(FACE, "Predict Face Detection On Image"))
-    assert not _accepts(edge, grammar, call.replace(FACE, SEGMENT))
-    assert not _accepts(edge, grammar, "Thought: Do I need to use a tool? Maybe\n")
+    assert grammar_accepts(edge, grammar, call + "Result saved as image/x.png\n" + answer)
+    assert grammar_accepts(edge, grammar, answer)
+    assert not grammar_accepts(edge, grammar, call.replace(FACE, "Predict Face Detection On Image"))
+    assert not grammar_accepts(edge, grammar, call.replace(FACE, SEGMENT))
+    assert not grammar_accepts(edge, grammar, "Thought: Do I need to use a tool? Maybe\n")
 
 
 def test_image_paths_restrict_the_input_of_image_tools(edge):
     grammar = trace_grammar([EDGE, FACE], image_tools=[EDGE], image_paths=["image/abc.png"])
     start = "Thought: Do I need to use a tool? Yes\nAction: "
-    assert _accepts(edge, grammar, start + f"{EDGE}\nAction Input: image/abc.png\nObservation:\n")
-    assert not _accepts(edge, grammar, start + f"{EDGE}\nAction Input: image/zzz.png\nObservation:\n")
-    assert _accepts(edge, grammar, start + f"{FACE}\nAction Input: anything at all\nObservation:\n")
+    assert grammar_accepts(edge, grammar, start + f"{EDGE}\nAction Input: image/abc.png\nObservation:\n")
+    assert not grammar_accepts(edge, grammar, start + f"{EDGE}\nAction Input: image/zzz.png\nObservation:\n")
+    assert grammar_accepts(edge, grammar, start + f"{FACE}\nAction Input: anything at all\nObservation:\n")
     no_image = trace_grammar([EDGE], image_tools=[EDGE], image_paths=[])
-    assert not _accepts(edge, no_image, start + EDGE)
-    assert _accepts(edge, no_image, "Thought: Do I need to use a tool? No\nAI: Please upload an image.\n")
+    assert not grammar_accepts(edge, no_image, start + EDGE)
+    assert grammar_accepts(edge, no_image, "Thought: Do I need to use a tool? No\nAI: Please upload an image.\n")
 
 
 def test_batch_rows_with_different_grammars_and_adapters_equal_each_alone(edge, tiny_dirs):

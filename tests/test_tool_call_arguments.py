@@ -7,24 +7,12 @@ from __future__ import annotations
 import pytest
 
 from agent.parsing import parse_turn
-from loragen_core import load_causal_lm
-from loragen_core.edge_runtime import EdgeModel
+from tests.grammar_checks import grammar_accepts
 from tools.gpt4tools_grammar import input_format, tool_call_grammar
 from tools.registry import default_registry
 
 CALL = "Thought: Do I need to use a tool? Yes\nAction: {name}\nAction Input: {args}\nObservation:\n"
 IMAGE = "image/abcdefgh.png"
-
-
-@pytest.fixture(scope="module")
-def edge(tiny_dirs) -> EdgeModel:
-    return EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
-
-
-def _accepts(edge: EdgeModel, grammar: str, text: str) -> bool:
-    matcher = edge.grammars.matcher(edge.grammars.compile(grammar))
-    ids = edge.tokenizer.encode(text, add_special_tokens=False)
-    return all(matcher.consume_token(i) for i in ids) and not matcher.is_error()
 
 
 @pytest.mark.parametrize(
@@ -66,22 +54,22 @@ def test_the_grammar_holds_each_tool_to_its_format(edge):
         ("Replace Something From The Photo", f"{IMAGE}, the cat"),
     ]
     for name, args in good:
-        assert _accepts(edge, grammar, CALL.format(name=name, args=args)), (name, args)
+        assert grammar_accepts(edge, grammar, CALL.format(name=name, args=args)), (name, args)
     for name, args in bad:
-        assert not _accepts(edge, grammar, CALL.format(name=name, args=args)), (name, args)
+        assert not grammar_accepts(edge, grammar, CALL.format(name=name, args=args)), (name, args)
 
 
 def test_without_an_image_only_text_tools_can_be_called(edge):
     tools = default_registry().subset(["Answer Question About The Image", "Generate Image From User Input Text"]).descriptions()
     grammar = tool_call_grammar(tools, [])
-    assert _accepts(edge, grammar, CALL.format(name="Generate Image From User Input Text", args="a red bicycle"))
-    assert not _accepts(edge, grammar, "Thought: Do I need to use a tool? Yes\nAction: Answer Question")
+    assert grammar_accepts(edge, grammar, CALL.format(name="Generate Image From User Input Text", args="a red bicycle"))
+    assert not grammar_accepts(edge, grammar, "Thought: Do I need to use a tool? Yes\nAction: Answer Question")
 
 
 def test_names_only_leaves_the_input_free(edge):
     tools = default_registry().subset(["Edge Detection On Image"]).descriptions()
     grammar = tool_call_grammar(tools, None)
-    assert _accepts(edge, grammar, CALL.format(name="Edge Detection On Image", args="anything, at all"))
+    assert grammar_accepts(edge, grammar, CALL.format(name="Edge Detection On Image", args="anything, at all"))
 
 
 def test_a_random_model_writes_only_well_formed_calls(edge):

@@ -9,7 +9,6 @@ import math
 import pytest
 
 from agent.parsing import parse_turn
-from loragen_core import load_causal_lm
 from loragen_core.edge_runtime import EdgeModel
 from loragen_core.tool_prior import ToolPrior, default_retriever, tool_document
 from tools.gpt4tools_grammar import trace_grammar
@@ -17,11 +16,6 @@ from tools.registry import default_registry
 
 EDGE, FACE, SEGMENT = "Edge Detection On Image", "Detect Face", "Segment the Image"
 PROMPT = "Please look at image/abc.png."
-
-
-@pytest.fixture(scope="module")
-def edge(tiny_dirs) -> EdgeModel:
-    return EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
 
 
 def test_mass_counts_the_names_a_prefix_can_still_become():
