@@ -37,6 +37,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from loragen_core import chat_format
 from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_default_generator, load_generator
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.int8 import WEIGHT_FORMATS, is_int8
@@ -124,6 +125,8 @@ class RunConfig:
             identity["tool_prior"] = "True"
         if self.edge_weights != "fp32":
             identity["edge_weights"] = self.edge_weights
+        if chat_format.EDGE_SYSTEM_PROMPT is not None:  # runs in the template's default format keep their identity
+            identity["edge_system_prompt"] = chat_format.EDGE_SYSTEM_PROMPT
         return identity
 
 
@@ -270,6 +273,7 @@ def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s
         "constrain_images": config.constrain_images,
         "constrain_arguments": config.constrain_arguments,
         "tool_prior": config.tool_prior,
+        "edge_system_prompt": chat_format.EDGE_SYSTEM_PROMPT,  # None: the chat template's default system line
         "n_items": len(records),
         "wall_s_this_invocation": wall_s,
     }
