@@ -3,6 +3,7 @@
     prepare   convert the embedded SmolLM2 default into the safetensors cache (once, ~30 s)
     generate  write a PEFT LoRA directory generated from a system prompt file
     ship      copy a trained generator or LoRA baseline into the package (bf16, size-checked, with its model card)
+    heldout   a trained generator's answer-token loss on held-out JSON-lines data
 """
 
 from __future__ import annotations
@@ -43,12 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     ship.add_argument("--notes", type=Path, default=None, help="Markdown appended to the model card (commands, wall time).")
     ship.add_argument("--max-mib", type=float, default=64.0, help="Size limit of the shipped directory (default 64).")
 
+    heldout = commands.add_parser("heldout", help="A generator's mean answer-token L_LM on held-out data (eval mode).",
+                                  description="Scores a trained generator after the fact with the trainer's own held-out "
+                                  "loss (eval mode), so runs trained with and without --eval-data compare on the same rows.")
+    heldout.add_argument("--generator", type=Path, required=True, help="Generator checkpoint directory, e.g. runs/train/NAME/final.")
+    heldout.add_argument("--data", nargs="+", required=True, help="JSON-lines files from `eval_gpt4tools build-data`.")
+    heldout.add_argument("--batch-size", type=int, default=8)
+
     args = parser.parse_args(argv)
     with user_errors():
         if args.command == "prepare":
             return _prepare()
         if args.command == "ship":
             return _ship(args)
+        if args.command == "heldout":
+            return _heldout(args)
         return _generate(args)
 
 
@@ -96,6 +106,17 @@ def _ship(args: argparse.Namespace) -> int:
     dest = ship_generator(args.source, args.dest, notes=args.notes.read_text() if args.notes else "", max_mib=args.max_mib)
     how = "--adapter" if (dest / PEFT_WEIGHTS_FILE).is_file() else "--generator"
     print(f"Shipped {args.source} to {dest} ({directory_mib(dest):.1f} MiB, bf16). Load it with {how} {dest}.")
+    return 0
+
+
+def _heldout(args: argparse.Namespace) -> int:
+    from .heldout import held_out_loss
+
+    for path in args.data:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Held-out data {path} does not exist.")
+    loss, n = held_out_loss(args.generator, args.data, args.batch_size)
+    print(f"held-out L_LM {loss:.4f} on {n} examples ({args.generator})")
     return 0
 
 

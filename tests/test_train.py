@@ -170,6 +170,11 @@ def test_held_out_loss_is_logged_and_carried_to_the_card(tiny_dirs, tmp_path):
     assert [r["step"] for r in evaluations] == [1, 3] and all(r["eval_examples"] == 4 and r["eval_lm"] > 0 for r in evaluations)
     summary = json.loads((final / "training_summary.json").read_text())["training"]
     assert summary["held_out_lm"] == round(evaluations[-1]["eval_lm"], 4) and summary["steps_logged"] == 4
+    # After the fact, from the saved (bf16) checkpoint: the same loss, up to bf16 rounding of the weights.
+    from loragen_core.heldout import held_out_loss
+
+    loss, n = held_out_loss(final, [str(held_out)], batch_size=4)
+    assert n == 4 and loss == pytest.approx(evaluations[-1]["eval_lm"], rel=2e-2)
 
 
 def test_command_line_takes_several_data_and_eval_files():
