@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="With --constrained: steer the choice of tool by the tool definitions, matched with the "
                               "request by a sentence embedder (loragen_core/tool_prior.py); the definitions stay out "
                               "of the edge prompt.")
+    run_cmd.add_argument("--tool-prior-weight", type=float, default=1.0,
+                         help="How much the prior counts against the edge model's own choice: 1 (default) multiplies "
+                              "the two; inf lets the prior alone pick the tool.")
     run_cmd.add_argument("--batch-size", type=int, default=1,
                          help="Items decoded at once (default 1). More is faster on all 652 items, but the run then reports "
                               "throughput, not latency: take latency from a batch-1 run with `table --latency`.")
@@ -182,7 +185,7 @@ def _run(args) -> int:
     config = RunConfig(
         mode=mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
         generator=args.generator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        edge_weights=args.edge_weights, **decoding,
+        edge_weights=args.edge_weights, tool_prior_weight=args.tool_prior_weight, **decoding,
     )
     summary = run(config)
     print(markdown_table([summary]))

@@ -75,6 +75,7 @@ class RunConfig:
     constrain_images: bool = False  # ... with image-only tools' inputs restricted to the conversation's images
     constrain_arguments: bool = False  # ... and every tool's input held to the format its definition states
     tool_prior: bool = False  # steer the constrained choice of tool by the definitions (loragen_core/tool_prior.py)
+    tool_prior_weight: float = 1.0  # 1: prior × model; inf: the prior alone picks the tool
     edge_weights: str = "fp32"  # int8: decode with the int8 copy (loragen_core/int8.py)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,8 @@ class RunConfig:
             raise RunConfigError("--constrain-images refines --constrained; give both.")
         if self.constrain_arguments and not self.constrain_images:
             raise RunConfigError("--constrain-arguments refines --constrain-images (image parts are the conversation's images); give --constrained --constrain-images too.")
+        if not self.tool_prior_weight >= 0:
+            raise RunConfigError(f"--tool-prior-weight must be 0 or more (inf: the prior alone picks), not {self.tool_prior_weight}.")
         if self.tool_prior and not self.constrained:
             raise RunConfigError("--tool-prior steers the grammar's choice of tool; give --constrained too.")
         if self.edge_weights not in WEIGHT_FORMATS:
@@ -101,7 +104,7 @@ class RunConfig:
     @property
     def label(self) -> str:
         label = f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
-        prior = " + tool prior" if self.tool_prior else ""
+        prior = (" + tool prior" + (f" (weight {self.tool_prior_weight:g})" if self.tool_prior_weight != 1 else "")) if self.tool_prior else ""
         if self.constrain_arguments:
             return label + " + constrained (names, arguments)" + prior
         if self.constrain_images:
@@ -123,6 +126,8 @@ class RunConfig:
             identity["constrain_arguments"] = "True"
         if self.tool_prior:
             identity["tool_prior"] = "True"
+        if self.tool_prior_weight != 1:
+            identity["tool_prior_weight"] = str(self.tool_prior_weight)
         if self.edge_weights != "fp32":
             identity["edge_weights"] = self.edge_weights
         if chat_format.EDGE_SYSTEM_PROMPT is not None:  # runs in the template's default format keep their identity
@@ -160,7 +165,7 @@ def item_tool_prior(config: RunConfig, instruction: str) -> ToolPrior | None:
     if not config.tool_prior:
         return None
     parts = split_prompt(instruction)
-    return default_retriever().prior(parts.new_input, parts.tool_definitions)
+    return default_retriever().prior(parts.new_input, parts.tool_definitions, config.tool_prior_weight)
 
 
 def run(config: RunConfig) -> RunSummary:
@@ -273,6 +278,7 @@ def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s
         "constrain_images": config.constrain_images,
         "constrain_arguments": config.constrain_arguments,
         "tool_prior": config.tool_prior,
+        "tool_prior_weight": config.tool_prior_weight if config.tool_prior else None,
         "edge_system_prompt": chat_format.EDGE_SYSTEM_PROMPT,  # None: the chat template's default system line
         "n_items": len(records),
         "wall_s_this_invocation": wall_s,

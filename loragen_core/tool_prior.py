@@ -50,24 +50,30 @@ class ToolPrior:
 
     names: tuple[str, ...]
     probs: tuple[float, ...]
+    weight: float = 1.0  # how much the prior counts against the model (1: a plain product; inf: it alone decides)
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.probs):
             raise ValueError(f"{len(self.names)} names but {len(self.probs)} probabilities.")
+        if not self.weight >= 0:
+            raise ValueError(f"A tool prior's weight must be 0 or more (inf: the prior alone decides), not {self.weight}.")
 
     @property
     def best(self) -> str:
         return self.names[max(range(len(self.probs)), key=self.probs.__getitem__)]
 
-    def mass(self, written: str) -> float:
+    def mass(self, written: str) -> float | None:
         """The probability of the names that `written` (the text after "Action:") can still become,
-        or has become: a token may run past the name into the next line."""
-        total = 0.0
+        or has become (a token may run past the name into the next line); None if it fits no name.
+        With weight inf only the most probable name has any."""
+        total, fits = 0.0, False
+        best = self.best if math.isinf(self.weight) else None
         for name, prob in zip(self.names, self.probs):
             spelled = f" {name}\n"
             if spelled.startswith(written) or written.startswith(spelled):
-                total += prob
-        return total
+                fits = True
+                total += (1.0 if name == best else 0.0) if best is not None else prob
+        return total if fits else None
 
 
 def tool_document(name: str, description: str) -> str:
@@ -99,14 +105,14 @@ class ToolRetriever:
                 self._cache.popitem(last=False)
         return torch.stack([self._cache[d] for d in documents])
 
-    def prior(self, request: str, definitions: Sequence[tuple[str, str]]) -> ToolPrior:
-        """softmax(cos(request, tool) / τ) over the (name, description) tools."""
+    def prior(self, request: str, definitions: Sequence[tuple[str, str]], weight: float = 1.0) -> ToolPrior:
+        """softmax(cos(request, tool) / τ) over the (name, description) tools; `weight`: see ToolPrior."""
         if not definitions:
             raise ValueError("A tool prior needs at least one tool.")
         tools = self._tool_embeddings([tool_document(n, d) for n, d in definitions])
         query = self._embed([request.strip() or "?"])[0]
         probs = torch.softmax((tools @ query) / self.temperature, dim=0)
-        return ToolPrior(tuple(n for n, _ in definitions), tuple(float(p) for p in probs))
+        return ToolPrior(tuple(n for n, _ in definitions), tuple(float(p) for p in probs), weight)
 
 
 def _load_embedder(model_dir: str | None, device: str):
@@ -136,11 +142,10 @@ class ToolPriorLogitsProcessor(LogitsProcessor):
     """Adds each row's tool prior to the logits of the tokens that continue a tool name (see the
     module docstring). Runs after the grammar's mask: only tokens still allowed (finite) are biased."""
 
-    def __init__(self, tokenizer, priors: Sequence[ToolPrior | None], prompt_width: int, weight: float = 1.0):
+    def __init__(self, tokenizer, priors: Sequence[ToolPrior | None], prompt_width: int):
         self.tokenizer = tokenizer
         self.priors = list(priors)
         self.prompt_width = prompt_width
-        self.weight = weight
         self._pieces: dict[int, str] = {}
 
     def _piece(self, token: int) -> str:
@@ -160,13 +165,17 @@ class ToolPriorLogitsProcessor(LogitsProcessor):
                 continue
             prefix = inside.group(1)
             base = prior.mass(prefix)
-            if base <= 0:
+            if not base:
                 continue
             allowed = torch.isfinite(scores[row]).nonzero().flatten().tolist()
             bias = torch.zeros(len(allowed), dtype=scores.dtype)
             for i, token in enumerate(allowed):
                 mass = prior.mass(prefix + self._piece(token))
-                if mass > 0:
-                    bias[i] = self.weight * math.log(mass / base)
+                if mass is None:  # fits no name (the grammar rules it out anyway)
+                    continue
+                if mass == 0:
+                    bias[i] = float("-inf")
+                elif mass != base:
+                    bias[i] = prior.weight * math.log(mass / base)
             scores[row, allowed] += bias.to(scores.device)
         return scores

@@ -24,10 +24,14 @@ def test_mass_counts_the_names_a_prefix_can_still_become():
     assert prior.mass(" Detect") == pytest.approx(0.8)
     assert prior.mass(" Detection") == pytest.approx(0.3)
     assert prior.mass(" Detect Face\nAction") == pytest.approx(0.5)  # a token may run past the name
-    assert prior.mass(" Segmentation") == 0.0
+    assert prior.mass(" Segmentation") is None
+    hard = ToolPrior(prior.names, prior.probs, weight=float("inf"))  # the prior alone decides
+    assert hard.mass(" Detect") == 1.0 and hard.mass(" Detection") == 0.0 and hard.mass(" Segment") == 0.0
     assert prior.best == "Detect Face"
     with pytest.raises(ValueError, match="2 names but 1"):
         ToolPrior(("a", "b"), (1.0,))
+    with pytest.raises(ValueError, match="weight must be 0 or more"):
+        ToolPrior(("a",), (1.0,), weight=-1.0)
 
 
 def test_the_input_sentence_every_tool_shares_is_not_embedded():
@@ -50,6 +54,10 @@ def test_a_confident_prior_decides_the_tool_and_a_flat_one_changes_nothing(edge)
     for wanted in tools:
         sharp = ToolPrior(tuple(tools), tuple(0.998 if t == wanted else 0.001 for t in tools))
         assert _action(edge, sharp, grammar) == wanted
+        # weight 0 leaves the model alone; weight inf lets a barely preferred tool decide.
+        assert _action(edge, ToolPrior(sharp.names, sharp.probs, weight=0.0), grammar) == free_choice
+        slight = ToolPrior(tuple(tools), tuple(0.34 if t == wanted else 0.33 for t in tools), weight=float("inf"))
+        assert _action(edge, slight, grammar) == wanted
 
 
 def test_batch_rows_follow_their_own_priors_as_each_does_alone(edge):
