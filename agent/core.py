@@ -259,6 +259,13 @@ class _Run:
     def should_stop(self) -> bool:
         return (self.user_stop is not None and self.user_stop()) or time.perf_counter() > self.deadline
 
+    def _prior_now(self) -> ToolPrior | None:
+        """The tool prior for the next model call, knowing which tools this request has run already."""
+        if self.tool_prior is None:
+            return None
+        ran = tuple(s.action for s in self.steps if s.kind == "tool" and s.observation is not None)
+        return dataclasses.replace(self.tool_prior, called=ran)
+
     def record(self, step: Step) -> None:
         self.steps.append(step)
         if self.on_step:
@@ -276,7 +283,7 @@ class _Run:
             stop=(OBSERVATION_STOP,),
             on_text=on_text,
             grammar=agent.grammar(self.images),
-            tool_prior=self.tool_prior if agent.constrained else None,
+            tool_prior=self._prior_now() if agent.constrained else None,
             should_stop=self.should_stop,
             adapter=agent.runtime.full_prompt_lora() if self.mode == FULL_PROMPT_LORA else None,
         )

@@ -209,7 +209,10 @@ class LoRAGenChatModel(BaseChatModel):
         humans = [m for m in messages if isinstance(m, HumanMessage)]
         if not (self.tool_prior and tools and humans):
             return None
-        return default_retriever().prior(str(humans[-1].text), [(name, spec.get("description", "")) for name, spec in tools.items()])
+        prior = default_retriever().prior(str(humans[-1].text), [(name, spec.get("description", "")) for name, spec in tools.items()])
+        # The tools this request has run already (calls since the human spoke) set the odds of another step.
+        called = tuple(c["name"] for m in _after_last_human(messages) if isinstance(m, AIMessage) for c in m.tool_calls)
+        return dataclasses.replace(prior, called=called)
 
     def _request(self, messages: list[BaseMessage], tools: list[dict]) -> _Request:
         system_text = "\n\n".join(str(m.text) for m in messages if isinstance(m, SystemMessage) and str(m.text).strip())

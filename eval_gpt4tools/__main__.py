@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
                          help="With --constrained: steer the choice of tool by the tool definitions, matched with the "
                               "request by a sentence embedder (loragen_core/tool_prior.py); the definitions stay out "
                               "of the edge prompt.")
+    run_cmd.add_argument("--step-prior", action="store_true",
+                         help="With --tool-prior: once a tool has run, weigh 'another step?' by the prior mass of the "
+                              "tools not called yet (a request that wanted one tool is done once it ran).")
+    run_cmd.add_argument("--need-prior", action="store_true",
+                         help="With --tool-prior: weigh the first 'do I need a tool?' by how well the request's best tool "
+                              "matches it (a logistic fitted by `fit-need-prior` on built training data).")
     run_cmd.add_argument("--tool-prior-weight", type=float, default=1.0,
                          help="How much the prior counts against the edge model's own choice: 1 (default) multiplies "
                               "the two; inf lets the prior alone pick the tool.")
@@ -91,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                          help="fp32 (exact, default); int8: decode with an int8 copy of the edge model, the adapter "
                               "attached as hooks (faster on a CPU, not the same tokens; batch 1 only); int8-mlp: only "
                               "the MLPs in int8, attention and lm_head in fp32 (results/README.md has each one's SR).")
+
+    fit_cmd = commands.add_parser(
+        "fit-need-prior", help="Fit the tool prior's P(a tool is needed) on built training data (never the test set).",
+        description="Logistic regression of 'the first thought is Yes' on the request's best cosine with its tools, over the "
+                    "single-turn rows (tool, two_step: Yes; negative: No) of a build-data file.")
+    fit_cmd.add_argument("--data", type=Path, required=True, help="A train.jsonl from `build-data` (another seed than the training data).")
 
     table_cmd = commands.add_parser("table", help="Gather finished runs into one table (JSON, Markdown, chart).")
     table_cmd.add_argument("--row", action="append", required=True, metavar="NAME=RUN_DIR",
@@ -144,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             return _build_data(args)
         if args.command == "score":
             return _score(args)
+        if args.command == "fit-need-prior":
+            return _fit_need_prior(args)
         if args.command == "run":
             return _run(args)
         return _main_job(args)
@@ -171,6 +185,39 @@ def _score(args) -> int:
     return 0
 
 
+def _fit_need_prior(args) -> int:
+    from tqdm import tqdm
+
+    from loragen_core.tool_prior import default_retriever, fit_need, needs_tool
+    from tools.gpt4tools_prompt import split_prompt
+
+    if not args.data.is_file():
+        raise FileNotFoundError(f"{args.data} does not exist; make one with `build-data`.")
+    rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("kind") in ("tool", "two_step", "negative")]
+    if not rows:
+        raise ValueError(f"{args.data} has no tool, two_step or negative rows.")
+    retriever = default_retriever()
+    best = []
+    for row in tqdm(rows, desc="best match per request", unit="row"):
+        parts = split_prompt(row["instruction"])
+        best.append(float(retriever.similarities(parts.new_input, parts.tool_definitions).max()))
+    needs = [r["kind"] != "negative" for r in rows]
+    threshold, scale = fit_need(best, needs)
+    right = sum((needs_tool(c, threshold, scale) > 0.5) == n for c, n in zip(best, needs))
+    print(f"NEED_THRESHOLD, NEED_SCALE = {threshold:.3f}, {scale:.3f}  ({len(rows)} rows, {sum(needs)} need a tool; "
+          f"{right / len(rows):.1%} decided right at P = 0.5)")
+    return 0
+
+
+DECODING_FLAGS = ("constrained", "constrain_images", "constrain_arguments", "tool_prior", "step_prior", "need_prior")
+
+
+def decoding_flags(args, served: bool) -> dict[str, bool]:
+    """Each decoding flag adds to the served rule (with --served, or no --mode) or to nothing."""
+    return {flag: bool(getattr(args, flag)) or (served and SERVED_DECODING.get(flag, False)) for flag in DECODING_FLAGS}
+
+
 def _run(args) -> int:
     from .report import markdown_table
     from .runner import run
@@ -178,10 +225,7 @@ def _run(args) -> int:
     served = args.served or args.mode is None  # no --mode: the default mode as it is served
     mode = args.mode or DEFAULT_RUN_MODE
     out = args.out or DEFAULT_RUNS_DIR / (mode + ("-served" if served else ""))
-    decoding = SERVED_DECODING if served else dict(
-        constrained=args.constrained, constrain_images=args.constrain_images,
-        constrain_arguments=args.constrain_arguments, tool_prior=args.tool_prior,
-    )
+    decoding = decoding_flags(args, served)
     config = RunConfig(
         mode=mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
         generator=args.generator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,

@@ -76,6 +76,8 @@ class RunConfig:
     constrain_arguments: bool = False  # ... and every tool's input held to the format its definition states
     tool_prior: bool = False  # steer the constrained choice of tool by the definitions (loragen_core/tool_prior.py)
     tool_prior_weight: float = 1.0  # 1: prior × model; inf: the prior alone picks the tool
+    step_prior: bool = False  # with the tool prior: weigh "another step?" by the mass of the tools not called yet
+    need_prior: bool = False  # with the tool prior: weigh the first "do I need a tool?" by how well the best tool matches
     edge_weights: str = "fp32"  # int8: decode with the int8 copy (loragen_core/int8.py)
 
     def __post_init__(self) -> None:
@@ -91,6 +93,8 @@ class RunConfig:
             raise RunConfigError("--constrain-arguments refines --constrain-images (image parts are the conversation's images); give --constrained --constrain-images too.")
         if not self.tool_prior_weight >= 0:
             raise RunConfigError(f"--tool-prior-weight must be 0 or more (inf: the prior alone picks), not {self.tool_prior_weight}.")
+        if (self.step_prior or self.need_prior) and not self.tool_prior:
+            raise RunConfigError("--step-prior and --need-prior are part of the tool prior; give --tool-prior too.")
         if self.tool_prior and not self.constrained:
             raise RunConfigError("--tool-prior steers the grammar's choice of tool; give --constrained too.")
         if self.edge_weights not in WEIGHT_FORMATS:
@@ -104,7 +108,8 @@ class RunConfig:
     @property
     def label(self) -> str:
         label = f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
-        prior = (" + tool prior" + (f" (weight {self.tool_prior_weight:g})" if self.tool_prior_weight != 1 else "")) if self.tool_prior else ""
+        prior = (" + tool prior" + (" and step prior" if self.step_prior else "") + (" and need prior" if self.need_prior else "")
+                 + (f" (weight {self.tool_prior_weight:g})" if self.tool_prior_weight != 1 else "")) if self.tool_prior else ""
         if self.constrain_arguments:
             return label + " + constrained (names, arguments)" + prior
         if self.constrain_images:
@@ -128,6 +133,10 @@ class RunConfig:
             identity["tool_prior"] = "True"
         if self.tool_prior_weight != 1:
             identity["tool_prior_weight"] = str(self.tool_prior_weight)
+        if self.step_prior:
+            identity["step_prior"] = "True"
+        if self.need_prior:
+            identity["need_prior"] = "True"
         if self.edge_weights != "fp32":
             identity["edge_weights"] = self.edge_weights
         if chat_format.EDGE_SYSTEM_PROMPT is not None:  # runs in the template's default format keep their identity
@@ -165,7 +174,8 @@ def item_tool_prior(config: RunConfig, instruction: str) -> ToolPrior | None:
     if not config.tool_prior:
         return None
     parts = split_prompt(instruction)
-    return default_retriever().prior(parts.new_input, parts.tool_definitions, config.tool_prior_weight)
+    return default_retriever().prior(parts.new_input, parts.tool_definitions, config.tool_prior_weight, steps=config.step_prior,
+                                     need=config.need_prior)
 
 
 def run(config: RunConfig) -> RunSummary:
@@ -279,6 +289,8 @@ def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s
         "constrain_arguments": config.constrain_arguments,
         "tool_prior": config.tool_prior,
         "tool_prior_weight": config.tool_prior_weight if config.tool_prior else None,
+        "step_prior": config.step_prior,
+        "need_prior": config.need_prior,
         "edge_system_prompt": chat_format.EDGE_SYSTEM_PROMPT,  # None: the chat template's default system line
         "n_items": len(records),
         "wall_s_this_invocation": wall_s,

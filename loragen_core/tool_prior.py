@@ -18,8 +18,15 @@ softmax(cos / τ) is the distribution its training calibrated; nothing is tuned 
 How it steers decoding: a product of experts, token by token. While a row writes a tool name under
 the grammar, every allowed next token t gets `log(P(names consistent with prefix + t) / P(names
 consistent with prefix))` added to its logit, so the model's own preference and the prior multiply.
-Once the prefix names one tool, the bias is 0; outside `Action:` nothing changes. It is applied only
-together with the trace grammar, which keeps every candidate token inside a real tool name.
+Once the prefix names one tool, the bias is 0. It is applied only together with the trace grammar,
+which keeps every candidate token inside a real tool name.
+
+The same prior also weighs "another step?" once a tool has run (`steps=True`): at "Thought: Do I need
+to use a tool?" after a call, P(Yes) is the prior mass of the tools not called yet (clipped to
+[0.02, 0.98]), multiplied in the same way. A request that wanted one tool is done once that tool ran
+(the small edge model otherwise often writes the same call twice); one whose mass is spread over a
+prerequisite and the tool it serves is not. Before any call the model alone decides whether a tool is
+needed. Everywhere else nothing changes.
 """
 
 from __future__ import annotations
@@ -40,17 +47,29 @@ from .model_loading import ModelNotAvailableError
 TEMPERATURE = 0.05  # all-MiniLM-L6-v2's training scale is 20
 EMBEDDING_CACHE_SIZE = 4096  # tool definitions kept embedded (384 floats each)
 _INPUT_SENTENCE = re.compile(r"\s*The input to this tool should be.*$", re.DOTALL)
-# Generated text inside a tool name: after the last "Action:", no newline yet.
+# Generated text inside a tool name: after the last "Action:", no newline yet; inside a thought's Yes/No.
 _IN_ACTION_NAME = re.compile(r"(?:^|\n)Action:([^\n]*)$")
+_IN_THOUGHT = re.compile(r"(?:^|\n)Thought: Do I need to use a tool\?([^\n]*)$")
+_CALLED = re.compile(r"(?:^|\n)Action: ([^\n]*)\n")
+MIN_ODDS = 0.02  # the step prior never rules a step in or out by itself
+# P(a tool is needed) = σ((best cos − NEED_THRESHOLD) / NEED_SCALE), fitted on data built from the training
+# tools only (`python -m eval_gpt4tools fit-need-prior --data runs/data/fit-need-s11/train.jsonl`; docs/method-notes.md).
+NEED_THRESHOLD, NEED_SCALE = 0.232, 0.038  # 97.5% of its 315 single-turn rows decided right
 
 
 @dataclass(frozen=True)
 class ToolPrior:
-    """A probability for each tool name of one tool set, given one request."""
+    """A probability for each tool name of one tool set, given one request.
+
+    `called`: the tools this request has called already (an agent's earlier steps); with the calls the
+    generation itself writes, they set the odds of another step (see `more_steps`)."""
 
     names: tuple[str, ...]
     probs: tuple[float, ...]
     weight: float = 1.0  # how much the prior counts against the model (1: a plain product; inf: it alone decides)
+    called: tuple[str, ...] = ()
+    steps: bool = True  # also weigh "another step?" once a tool has run (`more_steps`)
+    needs_tool: float | None = None  # P(the request needs a tool at all), for the first decision (None: the model's)
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.probs):
@@ -66,14 +85,55 @@ class ToolPrior:
         """The probability of the names that `written` (the text after "Action:") can still become,
         or has become (a token may run past the name into the next line); None if it fits no name.
         With weight inf only the most probable name has any."""
-        total, fits = 0.0, False
-        best = self.best if math.isinf(self.weight) else None
-        for name, prob in zip(self.names, self.probs):
-            spelled = f" {name}\n"
-            if spelled.startswith(written) or written.startswith(spelled):
-                fits = True
-                total += (1.0 if name == best else 0.0) if best is not None else prob
-        return total if fits else None
+        return _mass(zip(self.names, self.probs), written, self.weight)
+
+    def more_steps(self, called: Sequence[str]) -> float:
+        """P(another tool is needed) once `called` have run: the prior mass of the tools not called yet.
+        A request that wanted one tool is done once it ran; one whose mass is spread (a prerequisite,
+        then the tool it serves) is not."""
+        done = sum(p for name, p in zip(self.names, self.probs) if name in set(called))
+        return min(max(1.0 - done, MIN_ODDS), 1.0 - MIN_ODDS)
+
+
+def _mass(options, written: str, weight: float) -> float | None:
+    """The probability of the `(text, p)` options that `written` can still become or has become (as
+    " <text>\n"); None if it fits none. With weight inf only the most probable option counts."""
+    options = list(options)
+    best = max(options, key=lambda o: o[1])[0] if math.isinf(weight) and options else None
+    total, fits = 0.0, False
+    for text, prob in options:
+        spelled = f" {text}\n"
+        if spelled.startswith(written) or written.startswith(spelled):
+            fits = True
+            total += (1.0 if text == best else 0.0) if best is not None else prob
+    return total if fits else None
+
+
+def needs_tool(best_cos: float, threshold: float | None = None, scale: float | None = None) -> float:
+    """P(a request needs a tool) from how well its best tool matches it: a logistic in the best cosine,
+    fitted on data built from the training tools (NEED_THRESHOLD, NEED_SCALE)."""
+    threshold = NEED_THRESHOLD if threshold is None else threshold
+    scale = NEED_SCALE if scale is None else scale
+    return 1.0 / (1.0 + math.exp(-(best_cos - threshold) / scale))
+
+
+def fit_need(best_cos: Sequence[float], needs: Sequence[bool]) -> tuple[float, float]:
+    """(threshold, scale) of the logistic P(tool) = σ((cos − threshold) / scale), by maximum likelihood."""
+    x = torch.tensor(best_cos, dtype=torch.float64)
+    y = torch.tensor([float(n) for n in needs], dtype=torch.float64)
+    a = torch.tensor(10.0, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(-2.0, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([a, b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def loss():
+        optimizer.zero_grad()
+        value = torch.nn.functional.binary_cross_entropy_with_logits(a * x + b, y)
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    a, b = a.detach(), b.detach()
+    return float(-b / a), float(1 / a)
 
 
 def tool_document(name: str, description: str) -> str:
@@ -105,14 +165,21 @@ class ToolRetriever:
                 self._cache.popitem(last=False)
         return torch.stack([self._cache[d] for d in documents])
 
-    def prior(self, request: str, definitions: Sequence[tuple[str, str]], weight: float = 1.0) -> ToolPrior:
-        """softmax(cos(request, tool) / τ) over the (name, description) tools; `weight`: see ToolPrior."""
+    def similarities(self, request: str, definitions: Sequence[tuple[str, str]]) -> torch.Tensor:
+        """cos(request, tool) for each (name, description) tool."""
         if not definitions:
             raise ValueError("A tool prior needs at least one tool.")
         tools = self._tool_embeddings([tool_document(n, d) for n, d in definitions])
-        query = self._embed([request.strip() or "?"])[0]
-        probs = torch.softmax((tools @ query) / self.temperature, dim=0)
-        return ToolPrior(tuple(n for n, _ in definitions), tuple(float(p) for p in probs), weight)
+        return tools @ self._embed([request.strip() or "?"])[0]
+
+    def prior(self, request: str, definitions: Sequence[tuple[str, str]], weight: float = 1.0, steps: bool = True,
+              need: bool = False) -> ToolPrior:
+        """softmax(cos(request, tool) / τ) over the (name, description) tools; `weight`, `steps`: see
+        ToolPrior; `need`: also P(a tool is needed) from the best match (`needs_tool`)."""
+        cos = self.similarities(request, definitions)
+        probs = torch.softmax(cos / self.temperature, dim=0)
+        needs = needs_tool(float(cos.max())) if need else None
+        return ToolPrior(tuple(n for n, _ in definitions), tuple(float(p) for p in probs), weight, steps=steps, needs_tool=needs)
 
 
 def _load_embedder(model_dir: str | None, device: str):
@@ -160,22 +227,43 @@ class ToolPriorLogitsProcessor(LogitsProcessor):
                 continue
             written = self.tokenizer.decode(input_ids[row, self.prompt_width :], skip_special_tokens=True,
                                             clean_up_tokenization_spaces=False)
-            inside = _IN_ACTION_NAME.search(written)
-            if inside is None:
-                continue
-            prefix = inside.group(1)
-            base = prior.mass(prefix)
-            if not base:
-                continue
-            allowed = torch.isfinite(scores[row]).nonzero().flatten().tolist()
-            bias = torch.zeros(len(allowed), dtype=scores.dtype)
-            for i, token in enumerate(allowed):
-                mass = prior.mass(prefix + self._piece(token))
-                if mass is None:  # fits no name (the grammar rules it out anyway)
-                    continue
-                if mass == 0:
-                    bias[i] = float("-inf")
-                elif mass != base:
-                    bias[i] = prior.weight * math.log(mass / base)
-            scores[row, allowed] += bias.to(scores.device)
+            choice = self._choice(prior, written)
+            if choice is not None:
+                options, prefix = choice
+                self._bias(scores, row, options, prefix, prior.weight)
         return scores
+
+    @staticmethod
+    def _choice(prior: ToolPrior, written: str) -> tuple[list[tuple[str, float]], str] | None:
+        """(options with their probabilities, what is written of the choice so far), or None where the
+        row is not choosing: the tool after "Action:", and "Yes"/"No" after a tool has run."""
+        inside = _IN_ACTION_NAME.search(written)
+        if inside is not None:
+            return list(zip(prior.names, prior.probs)), inside.group(1)
+        thought = _IN_THOUGHT.search(written)
+        if thought is None:
+            return None
+        called = list(prior.called) + _CALLED.findall(written)
+        if called and prior.steps:
+            more = prior.more_steps([name.strip() for name in called])
+            return [("Yes", more), ("No", 1.0 - more)], thought.group(1)
+        if not called and prior.needs_tool is not None:
+            need = min(max(prior.needs_tool, MIN_ODDS), 1.0 - MIN_ODDS)
+            return [("Yes", need), ("No", 1.0 - need)], thought.group(1)
+        return None
+
+    def _bias(self, scores: torch.FloatTensor, row: int, options, prefix: str, weight: float) -> None:
+        base = _mass(options, prefix, weight)
+        if not base:
+            return
+        allowed = torch.isfinite(scores[row]).nonzero().flatten().tolist()
+        bias = torch.zeros(len(allowed), dtype=scores.dtype)
+        for i, token in enumerate(allowed):
+            mass = _mass(options, prefix + self._piece(token), weight)
+            if mass is None:  # fits no option (the grammar rules it out anyway)
+                continue
+            if mass == 0:
+                bias[i] = float("-inf")
+            elif mass != base:
+                bias[i] = weight * math.log(mass / base)
+        scores[row, allowed] += bias.to(scores.device)

@@ -97,3 +97,16 @@ def test_the_main_job_compares_the_trained_full_prompt_lora_with_the_served_mode
     assert all(r.constrained and r.constrain_images and r.constrain_arguments and r.tool_prior and r.limit == 30 for r in rows)
     assert [r.mode for r in main_job_configs(tmp_path, None, 30, True, tmp_path / "lora")] == ["lora", "loragen", "icl"]
     assert [r.mode for r in main_job_configs(tmp_path, None, 30, False, None)] == ["loragen", "icl"]
+
+
+def test_run_flags_add_to_the_served_rule_or_to_nothing():
+    from argparse import Namespace
+
+    from eval_gpt4tools.__main__ import DECODING_FLAGS, decoding_flags
+    from eval_gpt4tools.runner import SERVED_DECODING
+
+    none = Namespace(**{flag: False for flag in DECODING_FLAGS})
+    assert decoding_flags(none, served=True) == {flag: SERVED_DECODING.get(flag, False) for flag in DECODING_FLAGS}
+    assert not any(decoding_flags(none, served=False).values())
+    extra = Namespace(**{**vars(none), "need_prior": True})
+    assert decoding_flags(extra, served=True)["need_prior"] and decoding_flags(extra, served=True)["tool_prior"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from agent.parsing import parse_turn
 from loragen_core.edge_runtime import EdgeModel
@@ -124,3 +125,42 @@ def test_the_served_agent_calls_tools_it_never_trained_on(tmp_path, request_text
     called = [s.action for s in result.steps if s.kind == "tool"]
     assert called[:1] == [expected], result.trace_text()
     assert result.tool_prior is not None and result.tool_prior.best == expected
+
+
+def test_once_the_wanted_tool_has_run_another_step_is_unlikely(edge):
+    # The step prior: P(another tool) = the prior mass of the tools not called yet.
+    tools = [EDGE, FACE, SEGMENT]
+    prior = ToolPrior(tuple(tools), (0.96, 0.02, 0.02))
+    assert prior.more_steps([EDGE]) == pytest.approx(0.04) and prior.more_steps([FACE]) == pytest.approx(0.98)
+    assert prior.more_steps([EDGE, FACE, SEGMENT]) == pytest.approx(0.02)  # never ruled out by the prior alone
+    grammar = trace_grammar(tools)
+
+    def first_thought(p: ToolPrior | None) -> str:
+        return parse_turn(edge.complete(PROMPT, max_new_tokens=40, grammar=grammar, tool_prior=p).text).thought
+
+    assert first_thought(ToolPrior(prior.names, prior.probs)) == first_thought(None)  # nothing called: the model decides
+    assert first_thought(ToolPrior(prior.names, prior.probs, called=(EDGE,))) == "Do I need to use a tool? No"
+    assert first_thought(ToolPrior(prior.names, prior.probs, called=(FACE,))) == "Do I need to use a tool? Yes"
+
+
+def test_the_need_prior_decides_a_doubtful_first_thought_and_is_fitted_by_likelihood(edge):
+    from loragen_core.tool_prior import fit_need, needs_tool
+
+    assert needs_tool(0.3, threshold=0.3, scale=0.05) == pytest.approx(0.5)
+    assert needs_tool(0.6, threshold=0.3, scale=0.05) > 0.99 > 0.01 > needs_tool(0.0, threshold=0.3, scale=0.05)
+    # Data drawn from a known logistic: the fit finds its threshold and scale again.
+    generator = torch.Generator().manual_seed(0)
+    cos = torch.rand(4000, generator=generator).tolist()
+    needs = [bool(torch.rand(1, generator=generator) < needs_tool(c, 0.4, 0.05)) for c in cos]
+    threshold, scale = fit_need(cos, needs)
+    assert threshold == pytest.approx(0.4, abs=0.01) and scale == pytest.approx(0.05, rel=0.2)
+
+    tools = [EDGE, FACE]
+    grammar = trace_grammar(tools)
+
+    def first_thought(needs_tool_: float | None) -> str:
+        prior = ToolPrior(tuple(tools), (0.5, 0.5), needs_tool=needs_tool_)
+        return parse_turn(edge.complete(PROMPT, max_new_tokens=40, grammar=grammar, tool_prior=prior).text).thought
+
+    assert first_thought(0.999) == "Do I need to use a tool? Yes"
+    assert first_thought(0.001) == "Do I need to use a tool? No"
