@@ -187,7 +187,7 @@ class Agent:
         """The prior over this agent's tools for `message` (None when off, or unconstrained)."""
         if not (self.constrained and self.use_tool_prior and self.tools):
             return None
-        return default_retriever().prior(message, [(t.name, t.description) for t in self.tools])
+        return default_retriever().prior(message, [(t.name, t.description) for t in self.tools], need=True)
 
     def run(
         self,

@@ -32,7 +32,7 @@ def run_demo(generator_dir: str | None = None, request: str = DEMO_REQUEST, with
     # inputs in each tool's format), steered by the tool prior, up to the tool call's "Observation:"
     # (the agent would run the tool there).
     decoding = {"grammar": tool_call_grammar(tools, [DEMO_IMAGE[0]]), "stop": (OBSERVATION_STOP,),
-                "tool_prior": default_retriever().prior(request, tools)}
+                "tool_prior": default_retriever().prior(request, tools, need=True)}
 
     generator, trained = (load_generator(generator_dir), True) if generator_dir else load_default_generator()
     edge = EdgeModel(load_causal_lm(generator.config.edge_model))

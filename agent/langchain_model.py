@@ -209,7 +209,8 @@ class LoRAGenChatModel(BaseChatModel):
         humans = [m for m in messages if isinstance(m, HumanMessage)]
         if not (self.tool_prior and tools and humans):
             return None
-        prior = default_retriever().prior(str(humans[-1].text), [(name, spec.get("description", "")) for name, spec in tools.items()])
+        prior = default_retriever().prior(str(humans[-1].text), [(name, spec.get("description", "")) for name, spec in tools.items()],
+                                          need=True)
         # The tools this request has run already (calls since the human spoke) set the odds of another step.
         called = tuple(c["name"] for m in _after_last_human(messages) if isinstance(m, AIMessage) for c in m.tool_calls)
         return dataclasses.replace(prior, called=called)

@@ -52,7 +52,8 @@ from .scorer import score
 
 MODES = ("icl", "lora", "loragen", "loragen-names")
 # How the agent, the UI, the LangChain model and the server decode (`run --served`, the main job).
-SERVED_DECODING = dict(constrained=True, constrain_images=True, constrain_arguments=True, tool_prior=True)
+SERVED_DECODING = dict(constrained=True, constrain_images=True, constrain_arguments=True, tool_prior=True, step_prior=True,
+                       need_prior=True)
 PREDICTIONS_LOG = "predictions.jsonl"
 
 

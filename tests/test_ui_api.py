@@ -46,7 +46,7 @@ class ScriptedEdge(EdgeModel):
     anything else is answered at once. Replies name the adapter merged while decoding."""
 
     def complete(self, user_text, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, stop=None, on_text=None, grammar=None, should_stop=None,
-                 answer_line_ends=True) -> Completion:
+                 answer_line_ends=True, tool_prior=None) -> Completion:
         with self.lock:
             real = super().complete(user_text, max_new_tokens=1)
             adapter = f"[adapter {self.active_adapter[:16] if self.active_adapter else 'none'}]"

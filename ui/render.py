@@ -66,7 +66,8 @@ def render_panel(
         ]
         if loragen.tool_prior is not None:
             ranked = sorted(zip(loragen.tool_prior.probs, loragen.tool_prior.names), reverse=True)[:3]
-            lines.append("Tool prior (the definitions, matched with the request; not in the edge prompt): "
+            need = "" if loragen.tool_prior.needs_tool is None else f"P(a tool is needed) {loragen.tool_prior.needs_tool:.2f}; "
+            lines.append("Tool prior (the definitions, matched with the request; not in the edge prompt): " + need
                          + ", ".join(f"{name} {prob:.2f}" for prob, name in ranked))
         if baseline is not None:
             lines.append(f"{baseline_label}: {baseline.latency_s:.2f} s, {baseline.prompt_tokens}-token prompt")
