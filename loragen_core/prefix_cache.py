@@ -121,7 +121,8 @@ def _padded_prefix_cache(model, prefixes: list[DynamicCache], width: int) -> Dyn
 
 @torch.inference_mode()
 def complete_batch_from_prefixes(edge, store: PrefixCacheStore, instructions: list[str], max_new_tokens: int,
-                                 grammars: list | None = None, exact_length: bool = False) -> list:
+                                 grammars: list | None = None, exact_length: bool = False,
+                                 tool_priors: list | None = None) -> list:
     """Full-prompt completions of several requests in one batch, each continuing from its own system
     prompt's cached KV (`store`), as a prefix-caching server decodes them.
 
@@ -129,7 +130,8 @@ def complete_batch_from_prefixes(edge, store: PrefixCacheStore, instructions: li
     to the batch's longest, so every prefix ends at one column (one batch cache) and every prompt ends
     where decoding starts. Positions follow the attention mask, so each row's real tokens sit at the
     positions they have alone. Only the rest is prefilled; the stored caches are never changed.
-    `exact_length`: every row writes `max_new_tokens` (`EdgeModel.decode_rows`).
+    `exact_length`: every row writes `max_new_tokens` (`EdgeModel.decode_rows`). `tool_priors`: one
+    `ToolPrior` (or None) per row, as `EdgeModel.decode_rows` takes them.
     """
     splits = [split_chat_prompt(edge.tokenizer, text, verify=False) for text in instructions]
     with edge.lock:
@@ -146,4 +148,4 @@ def complete_batch_from_prefixes(edge, store: PrefixCacheStore, instructions: li
             attention_mask[row, input_ids.shape[1] - (len(ids) - cut) :] = 1
         cache = _padded_prefix_cache(edge.model, prefixes, prefix_width)
         return edge.decode_rows(input_ids, attention_mask, [s.input_ids.shape[1] for s in splits], max_new_tokens,
-                                grammars, cache=cache, exact_length=exact_length)
+                                grammars, cache=cache, exact_length=exact_length, tool_priors=tool_priors)

@@ -17,6 +17,7 @@ from typing import Any
 
 from loragen_core.prefix_cache import PrefixCacheStore, cache_nbytes, complete_batch_from_prefixes
 from loragen_core.edge_runtime import Completion
+from loragen_core.tool_prior import ToolPrior
 from tools.gpt4tools_prompt import full_prompt
 
 from ..runtime import LoRAGenRuntime, RuntimeCompletion
@@ -38,19 +39,21 @@ class PrefixCachedFullPromptRuntime(BatchingRuntime):
     def _complete_unbatched(self, *args: Any, **kwargs: Any) -> RuntimeCompletion:
         raise ValueError("The prefix-cached baseline serves non-streamed tool-call requests only.")
 
-    def _job(self, prompt: str, system_prompt: str | None, max_new_tokens: int, stop: tuple[str, ...], grammar: str | None) -> _Job:
+    def _job(self, prompt: str, system_prompt: str | None, max_new_tokens: int, stop: tuple[str, ...], grammar: str | None,
+             tool_prior: ToolPrior | None = None) -> _Job:
         if system_prompt is None:
             raise ValueError("The prefix-cached baseline serves tool-call requests only.")
         prompt = full_prompt(system_prompt, prompt)  # the tool definitions back in the context, no adapter
         self.runtime.check_length(prompt)
-        return _Job(prompt, None, max_new_tokens, stop, grammar)
+        return _Job(prompt, None, max_new_tokens, stop, grammar, tool_prior)
 
     def _decode_together(self, group: list[_Job], grammars: list[str | None]) -> list[Completion]:
         edge = self.runtime.edge
         with edge.lock:
             if edge.active_adapter is not None:  # the base weights, as the in-context baseline reads them
                 edge.reset()
-            return complete_batch_from_prefixes(edge, self.store, [job.prompt for job in group], group[0].max_new_tokens, grammars)
+            return complete_batch_from_prefixes(edge, self.store, [job.prompt for job in group], group[0].max_new_tokens, grammars,
+                                                tool_priors=[job.tool_prior for job in group])
 
     def _decode_alone(self, job: _Job) -> RuntimeCompletion:  # a batch of one continues from its prefix too
         return self._decode([job])[0]
