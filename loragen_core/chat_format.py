@@ -6,12 +6,16 @@ trained by Hugging Face", about 16 tokens with its markers) whenever a conversat
 message. For LoRA-Gen that line is pure overhead: every edge prompt pays it, and the point is a short
 edge prompt. `EDGE_SYSTEM_PROMPT`:
 
-    None   the template's own default (what every checkpoint up to the 2026-12-05 session was trained
-           with; the untrained model was instruction-tuned with it)
-    ""     an empty system message: the template writes an empty system block and no default line
+    ""     (default) an empty system message: the template writes an empty system block and no
+           default line
+    None   the template's own default line (what every shipped checkpoint was trained with; the
+           untrained model was instruction-tuned with it)
 
 Measured on the 652 GPT4Tools test items with the SmolLM2 tokenizer (docs/method-notes.md): edge
-prompt 131.4 → 115.4 tokens, full prompt 686.3 → 670.3, compression 5.22x → 5.81x.
+prompt 131.4 → 115.4 tokens, full prompt 686.3 → 670.3, compression 5.22x → 5.81x. The shipped
+checkpoints, trained with the line, lose nothing without it (served rule, 100 stratified items:
+loragen SR 81 → 85, paired p = 0.125; the full-prompt LoRA 90 → 90; results/README.md), so the
+default drops it in every mode.
 A template that refuses a system message falls back to the user turn alone.
 """
 
@@ -22,7 +26,7 @@ import os
 from jinja2.exceptions import TemplateError
 
 # LORAGEN_EDGE_SYSTEM=default|empty overrides it for a process (experiments comparing the two).
-EDGE_SYSTEM_PROMPT: str | None = {"default": None, "empty": ""}.get(os.environ.get("LORAGEN_EDGE_SYSTEM", ""), None)
+EDGE_SYSTEM_PROMPT: str | None = {"default": None, "empty": ""}.get(os.environ.get("LORAGEN_EDGE_SYSTEM", ""), "")
 
 
 def chat_messages(user_text: str, system_prompt: str | None = None) -> list[dict]:

@@ -1,7 +1,9 @@
-"""The edge model's chat format in one place: by default exactly the tokenizer's own template; with an
-empty system prompt, SmolLM2's default system line is gone and nothing else changes."""
+"""The edge model's chat format in one place: by default an empty system prompt, so SmolLM2's default
+system line is gone and nothing else changes; None gives exactly the tokenizer's own template."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from transformers import AutoTokenizer
@@ -17,7 +19,7 @@ def smollm2_tokenizer():
     return AutoTokenizer.from_pretrained(default_model_dir())
 
 
-def test_the_default_is_the_templates_own_rendering(smollm2_tokenizer, monkeypatch):
+def test_none_is_the_templates_own_rendering(smollm2_tokenizer, monkeypatch):
     monkeypatch.setattr(chat_format, "EDGE_SYSTEM_PROMPT", None)
     text = "New input: Detect the edges of image/abc.png"
     own = smollm2_tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, return_dict=True)
@@ -44,3 +46,8 @@ def test_a_template_without_a_system_role_gets_the_user_turn_alone(tiny_dirs, mo
     )
     monkeypatch.setattr(chat_format, "EDGE_SYSTEM_PROMPT", "")
     assert chat_format.chat_text(tokenizer, "hello") == "hello\n"
+
+
+@pytest.mark.skipif("LORAGEN_EDGE_SYSTEM" in os.environ, reason="LORAGEN_EDGE_SYSTEM overrides the default")
+def test_the_default_drops_the_line():
+    assert chat_format.EDGE_SYSTEM_PROMPT == ""
