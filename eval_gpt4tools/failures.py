@@ -6,7 +6,7 @@ listed as (gold → predicted) pairs.
 Classes, in the order they are tested: a tool where none was needed; no tool where one was needed;
 the first action wrong (wrong tool); the right actions then more (extra step) or fewer (missing
 step); a later action wrong; otherwise the actions are right and the thoughts or arguments are not
-(arguments). RUN_DIR holds a finished run's predictions.json; only its items are counted.
+(arguments). A no-tool item that called no tool and still failed: final answer (its form). RUN_DIR holds a finished run's predictions.json; only its items are counted.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from .data import check_items, load_test_items, read_json
-from .scorer import ACTION, PredictionsError, _findall, score_item
+from .data import load_test_items
+from .paired import run_predictions
+from .scorer import ACTION, _findall, score_item
 
 CLASSES = ("right", "tool when none needed", "no tool when needed", "wrong tool", "extra step", "missing step",
-           "wrong later step", "arguments")
+           "wrong later step", "arguments", "final answer")
 
 
 def failure_class(gold_output: str, prediction: str) -> str:
@@ -27,7 +28,7 @@ def failure_class(gold_output: str, prediction: str) -> str:
         return "right"
     gold, predicted = _findall(ACTION, gold_output), _findall(ACTION, prediction.strip())
     if not gold:
-        return "tool when none needed" if predicted else "arguments"  # a no-tool item: the final answer's form
+        return "tool when none needed" if predicted else "final answer"  # a no-tool item answered in the wrong form
     if not predicted:
         return "no tool when needed"
     if predicted[0] != gold[0]:
@@ -41,21 +42,13 @@ def failure_class(gold_output: str, prediction: str) -> str:
 
 def breakdown(run_dir: Path, gold_items: list[dict]) -> tuple[Counter, Counter]:
     """(items per class, wrong first tools as (gold, predicted) pairs) of one run."""
-    path = run_dir / "predictions.json"
-    if not path.is_file():
-        raise PredictionsError(f"{path} does not exist: finish the run first (`python -m eval_gpt4tools run ... --out {run_dir}`).")
-    entries = read_json(path, PredictionsError)
-    check_items(entries, path, PredictionsError, ("output",))
     gold = {item["id"]: item["output"] for item in gold_items}
-    unknown = [e["id"] for e in entries if e["id"] not in gold]
-    if unknown:
-        raise PredictionsError(f"{path} has {len(unknown)} ids not in the test file, e.g. {unknown[:5]}.")
     classes, confusions = Counter(), Counter()
-    for entry in entries:
-        kind = failure_class(gold[entry["id"]], entry["output"])
+    for item_id, output in run_predictions(run_dir, gold).items():
+        kind = failure_class(gold[item_id], output)
         classes[kind] += 1
         if kind == "wrong tool":
-            confusions[(_findall(ACTION, gold[entry["id"]])[0], _findall(ACTION, entry["output"].strip())[0])] += 1
+            confusions[(_findall(ACTION, gold[item_id])[0], _findall(ACTION, output.strip())[0])] += 1
     return classes, confusions
 
 

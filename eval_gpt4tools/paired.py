@@ -23,22 +23,27 @@ from .scorer import PredictionsError, score_item
 METRIC_FIELDS = {"SR": "success", "SR_act": "action", "SR_t": "thought"}
 
 
-def item_rights(run_dir: Path, gold_by_id: dict, metric: str = "SR") -> dict:
-    """id → whether the run got that item fully right on `metric`, for every item the run scored."""
+def run_predictions(run_dir: Path, known_ids) -> dict:
+    """id → predicted output, for every item a finished run scored (a subset of the test file is fine);
+    `known_ids`: the test file's ids (any container)."""
     path = Path(run_dir) / "predictions.json"
     if not path.is_file():
         raise PredictionsError(f"{run_dir} has no predictions.json: finish the run first (`python -m eval_gpt4tools run ... --out {run_dir}`).")
     from .data import check_items, read_json  # data imports the scorer, which this module imports
 
-    field = METRIC_FIELDS[metric]
     entries = read_json(path, PredictionsError)
     check_items(entries, path, PredictionsError, ("output",))
-    rights = {}
     for entry in entries:
-        if entry["id"] not in gold_by_id:
+        if entry["id"] not in known_ids:
             raise PredictionsError(f"{path}: id {entry['id']!r} is not in the ground truth; was the run made on another test file?")
-        rights[entry["id"]] = getattr(score_item(gold_by_id[entry["id"]]["output"], entry["output"]), field) >= 1.0
-    return rights
+    return {entry["id"]: entry["output"] for entry in entries}
+
+
+def item_rights(run_dir: Path, gold_by_id: dict, metric: str = "SR") -> dict:
+    """id → whether the run got that item fully right on `metric`, for every item the run scored."""
+    field = METRIC_FIELDS[metric]
+    return {i: getattr(score_item(gold_by_id[i]["output"], output), field) >= 1.0
+            for i, output in run_predictions(run_dir, gold_by_id).items()}
 
 
 def compare_runs(rows: list[tuple[str, Path]], gold_items: list[dict], metric: str = "SR") -> list[PairedResult]:

@@ -47,7 +47,7 @@ def test_the_prefix_ends_where_the_user_part_begins(edge):
     # Whatever the chat format puts first (an empty system block by default), the cut is inside the user turn.
     before_user, user_marker, user_part = prefix_text.partition("<|im_start|>user\n")
     assert user_marker and "GPT4Tools" not in before_user and head.startswith(user_part)
-    assert len(head) - len(prefix_text.removeprefix("<|im_start|>user\n")) <= 4  # cut at most one token early
+    assert len(head) - len(user_part) <= 4  # cut at most one token early
     assert split.prefix_length < split.input_ids.shape[1]
 
 

@@ -27,6 +27,7 @@ EDGE, FACE, SEG = ("Edge Detection On Image", "image/a.png"), ("Detect Face", "i
     (trace(EDGE, SEG), trace(EDGE), "missing step"),
     (trace(EDGE, SEG), trace(EDGE, FACE), "wrong later step"),
     (trace(("Detect Face", "image/a.png")), trace(("Detect Face", "image/a.png, a face")), "arguments"),
+    (trace(), "Thought: Do I need to use a tool? No\nno answer line", "final answer"),
 ])
 def test_each_class(gold, predicted, kind):
     assert failure_class(gold, predicted) == kind
@@ -41,5 +42,5 @@ def test_a_run_directory_is_counted_and_confusions_listed(tmp_path):
     assert classes == {"wrong tool": 1, "right": 1}
     assert confusions == {("Edge Detection On Image", "Detect Face"): 1}
     (run / "predictions.json").write_text(json.dumps([{"id": 7, "output": trace()}]))
-    with pytest.raises(PredictionsError, match="not in the test file"):
+    with pytest.raises(PredictionsError, match="not in the ground truth"):
         breakdown(run, gold)
