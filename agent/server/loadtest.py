@@ -100,6 +100,7 @@ class Level:
     mean_completion_tokens: float
     mean_prompt_tokens: float
     merge_seconds_total: float
+    merges: int  # replies that merged an adapter first (a tiny model's merges can sum to under a millisecond)
     batch_sizes: list[int] = field(default_factory=list)
     equal_to_serialized: int | None = None
 
@@ -179,7 +180,8 @@ def summarise(server: str, clients: int, wall: float, replies: list[Reply], batc
         p50_seconds=round(statistics.median(latencies), 3), p90_seconds=round(p90, 3),
         mean_completion_tokens=round(tokens / len(replies), 1),
         mean_prompt_tokens=round(statistics.mean(r.prompt_tokens for r in replies), 1),
-        merge_seconds_total=round(sum(r.merge_seconds or 0.0 for r in replies), 3), batch_sizes=batch_sizes,
+        merge_seconds_total=round(sum(r.merge_seconds or 0.0 for r in replies), 3),
+        merges=sum(1 for r in replies if (r.merge_seconds or 0.0) > 0), batch_sizes=batch_sizes,
     )
 
 
