@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--need-prior", action="store_true",
                          help="With --tool-prior: weigh the first 'do I need a tool?' by how well the request's best tool "
                               "matches it (a logistic fitted by `fit-need-prior` on built training data).")
-    run_cmd.add_argument("--tool-prior-weight", type=float, default=1.0,
-                         help="How much the prior counts against the edge model's own choice: 1 (default) multiplies "
-                              "the two; inf lets the prior alone pick the tool.")
+    run_cmd.add_argument("--tool-prior-weight", type=float, default=None,
+                         help="How much the prior counts against the edge model's own choice of tool: 1 multiplies "
+                              "the two; inf lets the prior alone pick (default: inf when served, else 1).")
     run_cmd.add_argument("--batch-size", type=int, default=1,
                          help="Items decoded at once (default 1). More is faster on all 652 items, but the run then reports "
                               "throughput, not latency: take latency from a batch-1 run with `table --latency`.")
@@ -142,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--natural-share", type=float, default=0.0,
                        help="Share of samples whose conversation is written as users and LangChain write it "
                             "(image path in the request, several turns, no 'Received.' turn); default 0.")
+    build.add_argument("--unseen-gold", action="store_true",
+                       help="With --synthetic-tools: lay tool rows out like the unseen-tool test set, for a development "
+                            "set: the gold tool is a synthetic one (the shipped generator never saw it), the others are "
+                            "seen tools. OUT/eval_items.json (written always) holds the single-step rows for `run --data`.")
 
     _add_bench_command(commands)
 
@@ -219,6 +223,13 @@ def decoding_flags(args, served: bool) -> dict[str, bool]:
     return {flag: bool(getattr(args, flag)) or (served and SERVED_DECODING.get(flag, False)) for flag in DECODING_FLAGS}
 
 
+def tool_prior_weight(args, served: bool) -> float:
+    """--tool-prior-weight if given, else the served rule's weight (served) or a plain product (1)."""
+    if args.tool_prior_weight is not None:
+        return args.tool_prior_weight
+    return SERVED_DECODING["tool_prior_weight"] if served else 1.0
+
+
 def _run(args) -> int:
     from .report import markdown_table
     from .runner import run
@@ -230,7 +241,7 @@ def _run(args) -> int:
     config = RunConfig(
         mode=mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
         generator=args.generator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        edge_weights=args.edge_weights, tool_prior_weight=args.tool_prior_weight, **decoding,
+        edge_weights=args.edge_weights, tool_prior_weight=tool_prior_weight(args, served), **decoding,
     )
     summary = run(config)
     print(markdown_table([summary]))
@@ -266,7 +277,7 @@ def _compare(args) -> int:
 def _build_data(args) -> int:
     from collections import Counter
 
-    from loragen_core.atomic import write_jsonl
+    from loragen_core.atomic import write_jsonl, write_text_atomic
 
     from .builder import build_samples
     from .negative_answers import answer_with_model
@@ -277,14 +288,20 @@ def _build_data(args) -> int:
         raise ValueError("--tool-sets must be at least 1.")
     if not 0.0 <= args.natural_share <= 1.0:
         raise ValueError("--natural-share must be between 0 and 1.")
+    if args.unseen_gold and not args.synthetic_tools:
+        raise ValueError("--unseen-gold draws gold tools from the synthetic tools; give --synthetic-tools too.")
     rows = build_samples(args.n, args.seed, answer_with_model, tool_sets=args.tool_sets, tool_names_line=args.tool_names_line,
                          synthetic=args.synthetic_tools, natural_share=args.natural_share,
-                         realistic_observations=args.realistic_observations)
+                         realistic_observations=args.realistic_observations, unseen_gold=args.unseen_gold)
     path = write_jsonl(rows, args.out)
+    # The single-step rows (one call, or none) in the test set's layout, so `run --data` scores them.
+    items = [{"id": r["id"], "instruction": r["instruction"], "input": "", "output": r["output"]}
+             for r in rows if r["kind"] in ("tool", "negative")]
+    write_text_atomic(Path(args.out) / "eval_items.json", json.dumps(items, ensure_ascii=False))
     kinds = Counter(r["kind"] for r in rows)
     prompts = len({r["system_prompt"] for r in rows})
     print(f"{len(rows)} samples, {prompts} distinct system prompts, written to {path}: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+          + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + f"; {len(items)} single-step rows in eval_items.json")
     return 0
 
 

@@ -106,7 +106,10 @@ class SampleBuilder:
     def __init__(
         self, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None,
         synthetic: bool = False, natural_share: float = 0.0, realistic_observations: bool = False,
+        unseen_gold: bool = False,
     ):
+        if unseen_gold and not synthetic:
+            raise ValueError("unseen_gold draws gold tools from the synthetic tools; give synthetic=True too.")
         self.rng = random.Random(seed)
         # Text tools' observations written as a tool would answer (observations.py), not GPT4Tools' placeholders.
         self.observations = ObservationWriter(seed) if realistic_observations else None
@@ -124,6 +127,10 @@ class SampleBuilder:
         # `natural_share`: the share of samples whose conversation is written as users and LangChain
         # write it (image path inside the request, several turns, no "Received." turn).
         self.natural_share = natural_share
+        # `unseen_gold`: laid out like the GPT4Tools unseen-tool test set, for a development set: a tool
+        # row's gold tool is a synthetic one (the shipped generator never saw them) and its distractors
+        # are seen tools, the ones the edge model learnt to name.
+        self.unseen_gold = unseen_gold
         self.answer_questions = answer_questions
         self.templates = {name: list(tool.get("requests") or request_templates(tool)) for name, tool in self.tools.items()}
 
@@ -157,7 +164,8 @@ class SampleBuilder:
         if names is None:
             total = self.rng.randint(max(2, len(required)), 5)
             taken = {self.concept(n) for n in required}
-            others = [n for n in self.tools if self.concept(n) not in taken]
+            pool = self.seen_names if self.unseen_gold else self.tools
+            others = [n for n in pool if self.concept(n) not in taken]
             names = required + self.rng.sample(others, total - len(required))
             self.rng.shuffle(names)
             if self.tool_sets and len(self.tool_set_pool) < self.tool_sets:
@@ -200,6 +208,8 @@ class SampleBuilder:
         return steps
 
     def gold_tool(self, kind: str) -> str:
+        if self.unseen_gold and kind == "tool":
+            return self.rng.choice([n for n in self.tools if n not in self.seen_names and not self.tools[n]["prerequisite"]])
         names = self.seen_names if not self.synthetic or kind == "two_step" or self.rng.random() < SEEN_GOLD_SHARE else list(self.tools)
         candidates = [n for n in names if bool(self.tools[n]["prerequisite"]) == (kind == "two_step")]
         return self.rng.choice(candidates)
@@ -268,12 +278,13 @@ class SampleBuilder:
 def build_samples(
     n: int, seed: int, answer_questions: Callable[[list[str]], list[str]], tool_sets: int | None = None,
     tool_names_line: bool = False, synthetic: bool = False, natural_share: float = 0.0, realistic_observations: bool = False,
+    unseen_gold: bool = False,
 ) -> list[dict]:
     """`tool_names_line`: the edge prompt starts with the line naming the tools, as `loragen-names`
     evaluates, so a generator can learn to use that line (same rows, same seed otherwise).
-    `synthetic`, `natural_share`, `realistic_observations`: see `SampleBuilder`; off, the file is the
-    original recipe's."""
-    builder = SampleBuilder(seed, answer_questions, tool_sets, synthetic, natural_share, realistic_observations)
+    `synthetic`, `natural_share`, `realistic_observations`, `unseen_gold`: see `SampleBuilder`; off, the
+    file is the original recipe's."""
+    builder = SampleBuilder(seed, answer_questions, tool_sets, synthetic, natural_share, realistic_observations, unseen_gold)
     kinds = builder.rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()), k=n)
     samples = []
     for kind in kinds:

@@ -43,7 +43,7 @@ from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.int8 import WEIGHT_FORMATS, is_int8
 from loragen_core.resumable_run import RunSummary, open_resumable_run
 from tools import split_prompt
-from loragen_core.tool_prior import ToolPrior, default_retriever
+from loragen_core.tool_prior import SERVED_TOOL_WEIGHT, ToolPrior, default_retriever
 from tools.gpt4tools_grammar import tool_call_grammar, trace_grammar
 from tools.gpt4tools_prompt import IMAGE_PATH
 
@@ -53,7 +53,7 @@ from .scorer import score
 MODES = ("icl", "lora", "loragen", "loragen-names")
 # How the agent, the UI, the LangChain model and the server decode (`run --served`, the main job).
 SERVED_DECODING = dict(constrained=True, constrain_images=True, constrain_arguments=True, tool_prior=True, step_prior=True,
-                       need_prior=True)
+                       need_prior=True, tool_prior_weight=SERVED_TOOL_WEIGHT)
 PREDICTIONS_LOG = "predictions.jsonl"
 
 

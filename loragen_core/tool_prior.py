@@ -17,7 +17,9 @@ softmax(cos / τ) is the distribution its training calibrated; nothing is tuned 
 
 How it steers decoding: a product of experts, token by token. While a row writes a tool name under
 the grammar, every allowed next token t gets `log(P(names consistent with prefix + t) / P(names
-consistent with prefix))` added to its logit, so the model's own preference and the prior multiply.
+consistent with prefix))` added to its logit, times a weight, so the model's own preference and the
+prior multiply. Served, the weight is inf (SERVED_TOOL_WEIGHT): the prior's best tool is the one
+written, since the edge model overrules the prior toward the seen tools it was trained to name.
 Once the prefix names one tool, the bias is 0. It is applied only together with the trace grammar,
 which keeps every candidate token inside a real tool name.
 
@@ -55,6 +57,11 @@ MIN_ODDS = 0.02  # the step prior never rules a step in or out by itself
 # P(a tool is needed) = σ((best cos − NEED_THRESHOLD) / NEED_SCALE), fitted on data built from the training
 # tools only (`python -m eval_gpt4tools fit-need-prior --data runs/data/fit-need-s11/train.jsonl`; docs/method-notes.md).
 NEED_THRESHOLD, NEED_SCALE = 0.232, 0.038  # 97.5% of its 315 single-turn rows decided right
+# How much the prior counts in the served choice of tool. inf: the embedder's best tool is the one called.
+# Chosen on a development set laid out like the unseen-tool test set (a synthetic gold tool the shipped
+# generator never saw among seen tools; `build-data --unseen-gold`, docs/method-notes.md): there the
+# edge model overruled the prior toward the seen names it was trained on (12 of 193 rows at weight 1).
+SERVED_TOOL_WEIGHT = float("inf")
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class ToolPrior:
 
     names: tuple[str, ...]
     probs: tuple[float, ...]
-    weight: float = 1.0  # how much the prior counts against the model (1: a plain product; inf: it alone decides)
+    weight: float = 1.0  # how much the prior counts against the model in the tool choice (1: a plain product; inf: it alone picks)
     called: tuple[str, ...] = ()
     steps: bool = True  # also weigh "another step?" once a tool has run (`more_steps`)
     needs_tool: float | None = None  # P(the request needs a tool at all), for the first decision (None: the model's)
@@ -172,10 +179,10 @@ class ToolRetriever:
         tools = self._tool_embeddings([tool_document(n, d) for n, d in definitions])
         return tools @ self._embed([request.strip() or "?"])[0]
 
-    def prior(self, request: str, definitions: Sequence[tuple[str, str]], weight: float = 1.0, steps: bool = True,
-              need: bool = False) -> ToolPrior:
-        """softmax(cos(request, tool) / τ) over the (name, description) tools; `weight`, `steps`: see
-        ToolPrior; `need`: also P(a tool is needed) from the best match (`needs_tool`)."""
+    def prior(self, request: str, definitions: Sequence[tuple[str, str]], weight: float = SERVED_TOOL_WEIGHT,
+              steps: bool = True, need: bool = False) -> ToolPrior:
+        """softmax(cos(request, tool) / τ) over the (name, description) tools; `weight` (default: the
+        served one), `steps`: see ToolPrior; `need`: also P(a tool is needed) from the best match (`needs_tool`)."""
         cos = self.similarities(request, definitions)
         probs = torch.softmax(cos / self.temperature, dim=0)
         needs = needs_tool(float(cos.max())) if need else None
@@ -229,27 +236,29 @@ class ToolPriorLogitsProcessor(LogitsProcessor):
                                             clean_up_tokenization_spaces=False)
             choice = self._choice(prior, written)
             if choice is not None:
-                options, prefix = choice
-                self._bias(scores, row, options, prefix, prior.weight)
+                options, prefix, is_tool_name = choice
+                # The weight is the tool choice's alone; "another step?" and "a tool at all?" stay plain products.
+                self._bias(scores, row, options, prefix, prior.weight if is_tool_name else 1.0)
         return scores
 
     @staticmethod
-    def _choice(prior: ToolPrior, written: str) -> tuple[list[tuple[str, float]], str] | None:
-        """(options with their probabilities, what is written of the choice so far), or None where the
-        row is not choosing: the tool after "Action:", and "Yes"/"No" after a tool has run."""
+    def _choice(prior: ToolPrior, written: str) -> tuple[list[tuple[str, float]], str, bool] | None:
+        """(options with their probabilities, what is written of the choice so far, whether it is the
+        tool's name), or None where the row is not choosing: the tool after "Action:", and "Yes"/"No"
+        after a tool has run or, with a need prior, before the first call."""
         inside = _IN_ACTION_NAME.search(written)
         if inside is not None:
-            return list(zip(prior.names, prior.probs)), inside.group(1)
+            return list(zip(prior.names, prior.probs)), inside.group(1), True
         thought = _IN_THOUGHT.search(written)
         if thought is None:
             return None
         called = list(prior.called) + _CALLED.findall(written)
         if called and prior.steps:
             more = prior.more_steps([name.strip() for name in called])
-            return [("Yes", more), ("No", 1.0 - more)], thought.group(1)
+            return [("Yes", more), ("No", 1.0 - more)], thought.group(1), False
         if not called and prior.needs_tool is not None:
             need = min(max(prior.needs_tool, MIN_ODDS), 1.0 - MIN_ODDS)
-            return [("Yes", need), ("No", 1.0 - need)], thought.group(1)
+            return [("Yes", need), ("No", 1.0 - need)], thought.group(1), False
         return None
 
     def _bias(self, scores: torch.FloatTensor, row: int, options, prefix: str, weight: float) -> None:

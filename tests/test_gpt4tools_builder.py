@@ -95,6 +95,10 @@ def test_cli_writes_jsonl_that_datasets_loads(tmp_path, capsys):
     assert not list(tmp_path.glob("*.tmp"))
     first = json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])
     assert first["id"] == "seed3-0"
+    # The single-step rows, in the test set's layout: `run --data OUT/eval_items.json` reads them.
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    items = load_test_items(tmp_path / "eval_items.json")
+    assert [i["id"] for i in items] == [r["id"] for r in rows if r["kind"] in ("tool", "negative")]
 
 
 def test_a_tool_set_pool_bounds_the_distinct_system_prompts():
@@ -176,6 +180,22 @@ def test_synthetic_rows_mix_seen_and_synthetic_tools_over_a_thousand_tool_sets()
         if row["gold_tool"]:
             assert row["gold_tool"] in listed
         assert score_item(row["output"], row["output"]).success == 1.0
+
+
+def test_unseen_gold_rows_are_laid_out_like_the_unseen_tool_test_set():
+    # A development set for served rules: the gold tool is one the shipped generator never saw and the
+    # distractors are the seen tools the edge model learnt to name, as in the test set.
+    rows = build_samples(300, 5, _fine, synthetic=True, unseen_gold=True)
+    seen = {t["name"] for t in seen_tools()}
+    tool_rows = [r for r in rows if r["kind"] == "tool"]
+    assert len(tool_rows) > 100
+    for row in tool_rows:
+        listed = split_prompt(row["instruction"]).tool_names
+        assert row["gold_tool"] not in seen and row["gold_tool"] in listed
+        assert set(listed) - {row["gold_tool"]} <= seen and len(listed) >= 2
+        assert score_item(row["output"], row["output"]).success == 1.0
+    with pytest.raises(ValueError, match="give synthetic=True"):
+        build_samples(10, 5, _fine, unseen_gold=True)
 
 
 def test_natural_conversations_put_the_image_in_the_request_or_in_earlier_turns():

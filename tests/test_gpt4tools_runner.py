@@ -110,3 +110,8 @@ def test_run_flags_add_to_the_served_rule_or_to_nothing():
     assert not any(decoding_flags(none, served=False).values())
     extra = Namespace(**{**vars(none), "need_prior": True})
     assert decoding_flags(extra, served=True)["need_prior"] and decoding_flags(extra, served=True)["tool_prior"]
+    # The served rule lets the prior pick the tool; a rule built from flags multiplies, unless told.
+    from eval_gpt4tools.__main__ import tool_prior_weight
+    assert tool_prior_weight(Namespace(tool_prior_weight=None), served=True) == SERVED_DECODING["tool_prior_weight"] == float("inf")
+    assert tool_prior_weight(Namespace(tool_prior_weight=None), served=False) == 1.0
+    assert tool_prior_weight(Namespace(tool_prior_weight=2.0), served=True) == 2.0

@@ -141,6 +141,9 @@ def test_once_the_wanted_tool_has_run_another_step_is_unlikely(edge):
     assert first_thought(ToolPrior(prior.names, prior.probs)) == first_thought(None)  # nothing called: the model decides
     assert first_thought(ToolPrior(prior.names, prior.probs, called=(EDGE,))) == "Do I need to use a tool? No"
     assert first_thought(ToolPrior(prior.names, prior.probs, called=(FACE,))) == "Do I need to use a tool? Yes"
+    # The weight is the tool choice's alone: weight 0 frees the choice of tool, not "another step?".
+    assert first_thought(ToolPrior(prior.names, prior.probs, weight=0.0, called=(EDGE,))) == "Do I need to use a tool? No"
+    assert first_thought(ToolPrior(prior.names, prior.probs, weight=0.0, called=(FACE,))) == "Do I need to use a tool? Yes"
 
 
 def test_the_need_prior_decides_a_doubtful_first_thought_and_is_fitted_by_likelihood(edge):
