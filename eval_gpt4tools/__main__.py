@@ -31,9 +31,9 @@ from .scorer import PredictionsError
 
 MAIN_JOB_ITEMS = 30
 MAIN_JOB_BATCH = 16  # throughput: the comparison fits in minutes (a batch's time per item is not a latency)
-# Measured per item and row on a 2-core EPYC (results/main_job/README.md): 6 min 24 s for 2 rows x 30 items at batch 16,
-# adapters generated, one core shared with another run (6.4 s per item and row; batch 1 alone: 6.7 s and 5.9 s).
-SECONDS_PER_ITEM = 6.5
+# Measured per item and row on a 2-core EPYC (results/main_job/README.md): 2 min 18 s for 2 rows x 30 items at batch 16,
+# adapters generated, models loaded, the machine otherwise idle (2.3 s per item and row).
+SECONDS_PER_ITEM = 2.4
 DEFAULT_RUNS_DIR = Path("runs") / "gpt4tools"
 DEFAULT_RUN_MODE = "loragen"  # agent.modes.DEFAULT_MODE, the mode the agent, UI and LangChain model serve
 

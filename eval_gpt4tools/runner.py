@@ -289,7 +289,7 @@ def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s
         "constrain_images": config.constrain_images,
         "constrain_arguments": config.constrain_arguments,
         "tool_prior": config.tool_prior,
-        "tool_prior_weight": config.tool_prior_weight if config.tool_prior else None,
+        "tool_prior_weight": f"{config.tool_prior_weight:g}" if config.tool_prior else None,  # "inf" (JSON has no infinity)
         "step_prior": config.step_prior,
         "need_prior": config.need_prior,
         "edge_system_prompt": chat_format.EDGE_SYSTEM_PROMPT,  # None: the chat template's default system line
