@@ -236,29 +236,28 @@ class ToolPriorLogitsProcessor(LogitsProcessor):
                                             clean_up_tokenization_spaces=False)
             choice = self._choice(prior, written)
             if choice is not None:
-                options, prefix, is_tool_name = choice
-                # The weight is the tool choice's alone; "another step?" and "a tool at all?" stay plain products.
-                self._bias(scores, row, options, prefix, prior.weight if is_tool_name else 1.0)
+                self._bias(scores, row, *choice)
         return scores
 
     @staticmethod
-    def _choice(prior: ToolPrior, written: str) -> tuple[list[tuple[str, float]], str, bool] | None:
-        """(options with their probabilities, what is written of the choice so far, whether it is the
-        tool's name), or None where the row is not choosing: the tool after "Action:", and "Yes"/"No"
-        after a tool has run or, with a need prior, before the first call."""
+    def _choice(prior: ToolPrior, written: str) -> tuple[list[tuple[str, float]], str, float] | None:
+        """(options with their probabilities, what is written of the choice so far, the prior's weight),
+        or None where the row is not choosing: the tool after "Action:", and "Yes"/"No" after a tool has
+        run or, with a need prior, before the first call. The weight is the tool choice's alone;
+        "another step?" and "a tool at all?" stay plain products (weight 1)."""
         inside = _IN_ACTION_NAME.search(written)
         if inside is not None:
-            return list(zip(prior.names, prior.probs)), inside.group(1), True
+            return list(zip(prior.names, prior.probs)), inside.group(1), prior.weight
         thought = _IN_THOUGHT.search(written)
         if thought is None:
             return None
         called = list(prior.called) + _CALLED.findall(written)
         if called and prior.steps:
             more = prior.more_steps([name.strip() for name in called])
-            return [("Yes", more), ("No", 1.0 - more)], thought.group(1), False
+            return [("Yes", more), ("No", 1.0 - more)], thought.group(1), 1.0
         if not called and prior.needs_tool is not None:
             need = min(max(prior.needs_tool, MIN_ODDS), 1.0 - MIN_ODDS)
-            return [("Yes", need), ("No", 1.0 - need)], thought.group(1), False
+            return [("Yes", need), ("No", 1.0 - need)], thought.group(1), 1.0
         return None
 
     def _bias(self, scores: torch.FloatTensor, row: int, options, prefix: str, weight: float) -> None:
