@@ -4,7 +4,7 @@ With no subcommand: the main job. On a fixed stratified subset (--items, default
 that matters: the shipped full-prompt LoRA (trained on the generator's data, reading every tool
 definition) against the shipped default mode (LoRA-Gen, nothing about the tools in context), both
 decoded as the agent serves them (the tool-call grammar), with the paired test; `--with-icl` adds the
-untrained in-context model. About 6.5 minutes on a 2-core CPU (measured: results/main_job/).
+untrained in-context model. About 2.5 minutes on a 2-core CPU (2 min 18 s measured: results/main_job/).
 
     score       score a predictions file against the ground truth
     run         run one mode over the test set (resumable)
@@ -91,13 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--tool-prior-weight", type=float, default=None,
                          help="How much the prior counts against the edge model's own choice of tool: 1 multiplies "
                               "the two; inf lets the prior alone pick (default: inf when served, else 1).")
+    run_cmd.add_argument("--need-prior-weight", type=float, default=None,
+                         help="How much the need prior counts against the edge model's first \"Do I need to use a tool?\": "
+                              "1 multiplies the two; inf lets the prior alone decide (default: the served rule's when "
+                              "served, else 1).")
     run_cmd.add_argument("--batch-size", type=int, default=1,
                          help="Items decoded at once (default 1). More is faster on all 652 items, but the run then reports "
                               "throughput, not latency: take latency from a batch-1 run with `table --latency`.")
     run_cmd.add_argument("--edge-weights", choices=WEIGHT_FORMATS, default="fp32",
                          help="fp32 (exact, default); int8: decode with an int8 copy of the edge model, the adapter "
                               "attached as hooks (faster on a CPU, not the same tokens; batch 1 only); int8-mlp: only "
-                              "the MLPs in int8, attention and lm_head in fp32 (results/README.md has each one's SR).")
+                              "the MLPs in int8, attention and lm_head in fp32; w8a16: int8 weights, bf16 activations "
+                              "(the fastest batch-1 decode on a CPU, batches allowed; results/README.md has each one's SR).")
 
     fit_cmd = commands.add_parser(
         "fit-need-prior", help="Fit the tool prior's P(a tool is needed) on built training data (never the test set).",
@@ -223,11 +228,12 @@ def decoding_flags(args, served: bool) -> dict[str, bool]:
     return {flag: bool(getattr(args, flag)) or (served and SERVED_DECODING.get(flag, False)) for flag in DECODING_FLAGS}
 
 
-def tool_prior_weight(args, served: bool) -> float:
-    """--tool-prior-weight if given, else the served rule's weight (served) or a plain product (1)."""
-    if args.tool_prior_weight is not None:
-        return args.tool_prior_weight
-    return SERVED_DECODING["tool_prior_weight"] if served else 1.0
+def prior_weight(args, served: bool, name: str = "tool_prior_weight") -> float:
+    """--tool-prior-weight (or --need-prior-weight, `name`) if given, else the served rule's weight
+    (served) or a plain product (1)."""
+    if getattr(args, name) is not None:
+        return getattr(args, name)
+    return SERVED_DECODING[name] if served else 1.0
 
 
 def _run(args) -> int:
@@ -241,7 +247,8 @@ def _run(args) -> int:
     config = RunConfig(
         mode=mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
         generator=args.generator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        edge_weights=args.edge_weights, tool_prior_weight=tool_prior_weight(args, served), **decoding,
+        edge_weights=args.edge_weights, tool_prior_weight=prior_weight(args, served),
+        need_prior_weight=prior_weight(args, served, "need_prior_weight"), **decoding,
     )
     summary = run(config)
     print(markdown_table([summary]))

@@ -11,8 +11,11 @@ exactly `--new-tokens` tokens (EOS suppressed, no end rule), so both sides do th
 except for what the context costs. Adapters are generated and prefixes prefilled before any timing;
 each batch is timed `--repeats` times, the two sides interleaved, and the median wall time is kept.
 
-KV per request is what one row holds at the end of its decode, fp32: layers x 2 x KV heads x head
-size x 4 bytes x (prompt + new tokens). For the prefix-cached side the prefix is stored once per
+`--edge-weights w8a16` runs both sides on the int8 weight-only copy (bf16 activations and KV,
+loragen_core/int8_weight_only.py), the fastest CPU decode; the default is the exact fp32 model.
+
+KV per request is what one row holds at the end of its decode: layers x 2 x KV heads x head size x
+bytes per value (4 fp32, 2 bf16) x (prompt + new tokens). For the prefix-cached side the prefix is stored once per
 tenant (`prefix_kv_bytes`) and copied into the batch for each request.
 """
 
@@ -40,8 +43,11 @@ class ThroughputConfig:
     repeats: int = 2
     out: Path = DEFAULT_OUT
     generator: Path | None = None
+    edge_weights: str = "fp32"  # or w8a16 (both sides); the dynamic int8 formats couple a batch's rows
 
     def __post_init__(self) -> None:
+        if self.edge_weights not in ("fp32", "w8a16"):
+            raise ValueError(f"--edge-weights must be fp32 or w8a16, not {self.edge_weights!r}.")
         if not self.batches or min(self.batches) < 1 or self.new_tokens < 1 or self.repeats < 1:
             raise ValueError("--batches, --new-tokens and --repeats must be positive.")
 
@@ -54,10 +60,10 @@ class Side:
     kv_bytes_per_request: int
 
 
-def kv_bytes_per_token(model_config) -> int:
+def kv_bytes_per_token(model_config, bytes_per_value: int = 4) -> int:
     heads = getattr(model_config, "num_key_value_heads", None) or model_config.num_attention_heads
     head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // model_config.num_attention_heads
-    return model_config.num_hidden_layers * 2 * heads * head_dim * 4
+    return model_config.num_hidden_layers * 2 * heads * head_dim * bytes_per_value
 
 
 def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -> dict:
@@ -72,18 +78,19 @@ def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -
     machine = machine_info()  # the load average before any work
     items = distinct_tool_sets(load_test_items(config.data), max(config.batches))
     if runtime is None:
-        runtime = LoRAGenRuntime.from_checkpoint(config.generator) if config.generator else LoRAGenRuntime.default()
+        fp32_default = config.generator is None and config.edge_weights == "fp32"
+        runtime = LoRAGenRuntime.default() if fp32_default else LoRAGenRuntime.from_checkpoint(config.generator, edge_weights=config.edge_weights)
     edge = runtime.edge
     parts = [split_prompt(item["instruction"]) for item in items]
     say(f"generating {len(items)} adapters and prefilling {len(items)} system prompts (not timed)")
     adapters = [runtime.adapter_for(p.system_prompt).adapter for p in parts]
-    store = PrefixCacheStore(edge.model)
+    store = PrefixCacheStore(edge.decode_model)  # the KV of the model that decodes (bf16 under w8a16)
     with edge.lock:
         if edge.active_adapter is not None:
             edge.reset()  # both sides decode on the base weights; LoRA-Gen's adapters applied per row
         for item in items:
             store.prefill(split_chat_prompt(edge.tokenizer, item["instruction"]))
-    per_token = kv_bytes_per_token(edge.model.config)
+    per_token = kv_bytes_per_token(edge.model.config, next(edge.decode_model.parameters()).element_size())
 
     levels = []
     for batch in config.batches:
@@ -131,7 +138,8 @@ def markdown(result: dict) -> str:
     lines = [
         "# Decode throughput at batch scale: LoRA-Gen vs the prefix-cached full prompt",
         "",
-        f"`python -m eval_gpt4tools.batch_throughput` ({config['new_tokens']} new tokens per row, exactly; median of "
+        f"`python -m eval_gpt4tools.batch_throughput{' --edge-weights ' + config['edge_weights'] if config.get('edge_weights', 'fp32') != 'fp32' else ''}` "
+        f"(edge weights {config.get('edge_weights', 'fp32')} on both sides; {config['new_tokens']} new tokens per row, exactly; median of "
         f"{config['repeats']} interleaved runs; every row a different tool set).",
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, torch threads {machine.get('torch_default_threads', '?')}, "
         f"load average before the run {machine.get('load_average_at_start', '?')}.",
@@ -150,7 +158,7 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         f"Kept per tenant: LoRA-Gen's adapter {result['adapter_bytes'] / 2**20:.1f} MiB; the full prompt's cached prefix "
-        f"{result['prefix_kv_bytes_mean'] / 2**20:.1f} MiB of KV (fp32, {result['kv_bytes_per_token'] / 1024:.0f} KiB per token).",
+        f"{result['prefix_kv_bytes_mean'] / 2**20:.1f} MiB of KV ({result['kv_bytes_per_token'] / 1024:.1f} KiB per token).",
         "",
     ]
     return "\n".join(lines)
@@ -164,10 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=32, help="Tokens every row writes.")
     parser.add_argument("--repeats", type=int, default=2, help="Timed runs per batch size and side; the median is kept.")
     parser.add_argument("--generator", type=Path, default=None, help="Generator checkpoint (default: the shipped one).")
+    parser.add_argument("--edge-weights", choices=("fp32", "w8a16"), default="fp32",
+                        help="Both sides' edge weights: fp32 (exact, default) or w8a16 (int8 weights, bf16 activations and KV).")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Writes OUT.json and OUT.md.")
     args = parser.parse_args(argv)
     with user_errors():
-        config = ThroughputConfig(args.data, tuple(args.batches), args.new_tokens, args.repeats, args.out, args.generator)
+        config = ThroughputConfig(args.data, tuple(args.batches), args.new_tokens, args.repeats, args.out, args.generator,
+                                  args.edge_weights)
         print(markdown(run_throughput(config)))
     return 0
 

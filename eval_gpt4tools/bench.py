@@ -1,4 +1,4 @@
-"""`python -m eval_gpt4tools bench`: what it costs to serve a tool-using agent six ways.
+"""`python -m eval_gpt4tools bench`: what it costs to serve a tool-using agent nine ways.
 
 On the same GPT4Tools items, in one process, interleaved (item i serves the modes in an order rotated
 by i, so machine drift hits all modes alike):
@@ -11,6 +11,10 @@ by i, so machine drift hits all modes alike):
     loragen_int8      the same adapter attached to an int8 copy of the edge model (loragen_core/int8.py);
                       edge prompt only; not the same tokens (its SR: `run --edge-weights int8`)
     loragen_int8_mlp  the same, with only the MLPs in int8 (attention and lm_head fp32; `--edge-weights int8-mlp`)
+    icl_w8a16, icl_prefix_cache_w8a16, loragen_w8a16
+                      icl, icl_prefix_cache and loragen again on the int8 weight-only copy (bf16
+                      activations and KV, loragen_core/int8_weight_only.py; `--edge-weights w8a16`), the
+                      adapter attached as hooks: the three compared at equal weights, the fastest CPU decode
 
 Every mode decodes with `EdgeModel.complete`'s rule (timed_generation.py). A request is timed from its
 text to its decoded answer; specialising for the item's system prompt (prefix prefill, adapter
@@ -46,6 +50,7 @@ from loragen_core.adapter import PEFT_WEIGHTS_FILE
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.errors import say
 from loragen_core.int8 import int8_nbytes
+from loragen_core.int8_weight_only import int8_weight_only_nbytes
 from loragen_core.machine import machine_info
 from tools import split_prompt
 
@@ -135,15 +140,19 @@ class Specialization:
     remerge_s: float  # the same adapter merged again after the restore
     peft_load_s: float
     int8_attach_s: float
+    w8a16_attach_s: float
     int8_weight_bytes: int
     int8_mlp_weight_bytes: int
     prefix_prefill_s: float
     prefix_tokens: int
     prefix_cache_bytes: int
+    w8a16_prefix_cache_bytes: int
+    w8a16_model_bytes: int
 
 
 class Servers:
-    """The models behind the six modes: base (icl, icl_prefix_cache), merged (loragen), peft, int8, int8-mlp."""
+    """The models behind the nine modes: base (icl, icl_prefix_cache), merged (loragen), peft, int8, int8-mlp,
+    and w8a16 (its icl, icl_prefix_cache, and loragen with the item's adapter attached as hooks)."""
 
     def __init__(self, generator: LoRAGenerator, config: BenchConfig, work: Path):
         edge_name = generator.config.edge_model
@@ -154,6 +163,10 @@ class Servers:
         self.peft_base = load_causal_lm(edge_name).model
         self.int8 = EdgeModel(load_causal_lm(edge_name), weights="int8")
         self.int8_mlp = EdgeModel(load_causal_lm(edge_name), weights="int8-mlp")
+        self.w8a16 = EdgeModel(load_causal_lm(edge_name), weights="w8a16")  # specialised only inside loragen_w8a16's requests
+        self.w8a16_adapter: GeneratedLoRA | None = None
+        self.prefixes_w8a16 = PrefixCacheStore(self.w8a16.decode_model)  # bf16 KV
+        self.w8a16_model_bytes = int8_weight_only_nbytes(self.w8a16.decode_model)
         self.int8_weight_bytes = int8_nbytes(self.int8.decode_model)  # fixed for the process
         self.int8_mlp_weight_bytes = int8_nbytes(self.int8_mlp.decode_model)
         self.peft: PeftModel | None = None
@@ -171,6 +184,7 @@ class Servers:
         quantised_kind = "static" if kind == "compiled" else kind
         self.decoders["int8"] = Decoder(self.int8.decode_model, tokenizer, quantised_kind, edge_length)
         self.decoders["int8_mlp"] = Decoder(self.int8_mlp.decode_model, tokenizer, quantised_kind, edge_length)
+        self.decoders["w8a16"] = Decoder(self.w8a16.decode_model, tokenizer, quantised_kind, full_length)
 
     def base_decoder(self, kind: str, full_length: int) -> Decoder:
         key = f"base:{kind}"
@@ -193,11 +207,16 @@ class Servers:
         peft_load_s, file_bytes = self._load_into_peft(adapter, index)
         int8_attach_s = self.int8.specialize(adapter, cold.adapter_hash)
         self.int8_mlp.specialize(adapter, cold.adapter_hash)
+        start = time.perf_counter()
+        self.w8a16_adapter = adapter  # attached for each loragen_w8a16 request, so icl_w8a16 reads the base weights
+        with adapter.applied_to(self.w8a16.decode_model):
+            w8a16_attach_s = time.perf_counter() - start
 
         split = split_chat_prompt(self.base.tokenizer, item["instruction"])
         start = time.perf_counter()
         prefix = self.prefixes.prefill(split)
         prefill_s = time.perf_counter() - start
+        prefix_w8a16 = self.prefixes_w8a16.prefill(split)
         return Specialization(
             repeat=cold.cache_hit,
             adapter_generation_s=cold.seconds,
@@ -210,11 +229,14 @@ class Servers:
             remerge_s=remerge_s,
             peft_load_s=peft_load_s,
             int8_attach_s=int8_attach_s,
+            w8a16_attach_s=w8a16_attach_s,
             int8_weight_bytes=self.int8_weight_bytes,
             int8_mlp_weight_bytes=self.int8_mlp_weight_bytes,
             prefix_prefill_s=prefill_s,
             prefix_tokens=split.prefix_length,
             prefix_cache_bytes=cache_nbytes(prefix),
+            w8a16_prefix_cache_bytes=cache_nbytes(prefix_w8a16),
+            w8a16_model_bytes=self.w8a16_model_bytes,
         )
 
     def _load_into_peft(self, adapter: GeneratedLoRA, index: int) -> tuple[float, int]:
@@ -239,12 +261,19 @@ class Servers:
         if mode == "icl":
             decoder = self.decoders["base"]
             return decoder.generate(self.base.chat_input_ids(item["instruction"]), started, budget, decoder.fresh_cache(), exact)
-        if mode == "icl_prefix_cache":
-            decoder = self.decoders["base"]
+        if mode == "icl_w8a16":
+            decoder = self.decoders["w8a16"]
+            return decoder.generate(self.base.chat_input_ids(item["instruction"]), started, budget, decoder.fresh_cache(), exact)
+        if mode in ("icl_prefix_cache", "icl_prefix_cache_w8a16"):
+            decoder, store = (self.decoders["base"], self.prefixes) if mode == "icl_prefix_cache" else (self.decoders["w8a16"], self.prefixes_w8a16)
             split = split_chat_prompt(self.base.tokenizer, item["instruction"], verify=False)
-            cache = self.prefixes.continuation(self.prefixes.prefill(split), into=decoder.static_cache)
+            cache = store.continuation(store.prefill(split), into=decoder.static_cache)
             return decoder.generate(split.input_ids, started, budget, cache, exact)
         edge_text = split_prompt(item["instruction"]).edge_prompt
+        if mode == "loragen_w8a16":
+            decoder = self.decoders["w8a16"]
+            with self.w8a16_adapter.applied_to(self.w8a16.decode_model):  # ~1 ms, inside the timed request
+                return decoder.generate(self.merged.chat_input_ids(edge_text), started, budget, decoder.fresh_cache(), exact)
         decoder = self.decoders[{"loragen": "merged", "peft_unmerged": "peft", "loragen_int8": "int8", "loragen_int8_mlp": "int8_mlp"}[mode]]
         return decoder.generate(self.merged.chat_input_ids(edge_text), started, budget, decoder.fresh_cache(), exact)
 

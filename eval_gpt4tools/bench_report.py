@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .runner import _percentile  # noqa: E402
 
-MODES = ("icl", "icl_prefix_cache", "loragen", "peft_unmerged", "loragen_int8", "loragen_int8_mlp")
+MODES = ("icl", "icl_prefix_cache", "loragen", "peft_unmerged", "loragen_int8", "loragen_int8_mlp",
+         "icl_w8a16", "icl_prefix_cache_w8a16", "loragen_w8a16")
 
 GENERATOR_STATE = {
     True: "trained",
@@ -25,6 +26,7 @@ CHECKS = {">=": operator.ge, "<=": operator.le}
 TARGETS = {  # the issue's targets on the 2-core CPU with the default model
     "ttft_icl_over_loragen": 5.0,
     "latency_icl_over_loragen": 1.5,
+    "latency_prefix_cache_over_loragen": 1.2,
     "adapter_generation_s": 1.0,
     "adapter_from_cache_s": 0.1,
     "merge_s": 0.1,
@@ -63,7 +65,7 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
             }
             for mode in MODES
         }
-        for reference in ("icl", "icl_prefix_cache")
+        for reference in ("icl", "icl_prefix_cache", "icl_w8a16", "icl_prefix_cache_w8a16")
     }
     specs = [r["specialization"] for r in records]
     new_specs = [s for s in specs if not s["repeat"]] or specs  # a repeated system prompt costs nothing new
@@ -71,7 +73,7 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
         "distinct_system_prompts": sum(not s["repeat"] for s in specs),
         **{key: _stats([s[key] for s in new_specs])
            for key in ("adapter_generation_s", "merge_s", "restore_s", "remerge_s", "peft_load_s", "prefix_prefill_s",
-                       "int8_attach_s")},
+                       "int8_attach_s", "w8a16_attach_s")},
         "adapter_from_cache_s": _stats([s["adapter_from_cache_s"] for s in specs]),
     }
     memory_per_task = {
@@ -83,6 +85,10 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
         "peft_unmerged": statistics.fmean(s["adapter_bytes"] for s in new_specs),
         "loragen_int8": statistics.fmean(s["adapter_bytes"] for s in new_specs),
         "loragen_int8_mlp": statistics.fmean(s["adapter_bytes"] for s in new_specs),
+        "icl_w8a16": 0,
+        "icl_prefix_cache_w8a16": statistics.fmean(s["w8a16_prefix_cache_bytes"] for s in new_specs),
+        "loragen_w8a16": statistics.fmean(s["adapter_bytes"] for s in new_specs),
+        "w8a16_model_bytes": specs[0]["w8a16_model_bytes"],
         "int8_weight_bytes": specs[0]["int8_weight_bytes"],  # once per process, not per task
         "int8_mlp_weight_bytes": specs[0]["int8_mlp_weight_bytes"],
         "adapter_file_bytes": statistics.fmean(s["adapter_file_bytes"] for s in new_specs),
@@ -94,6 +100,8 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
         "peft_unmerged_same_tokens_as_loragen": f"{same('loragen', 'peft_unmerged')}/{len(records)}",
         "loragen_int8_same_tokens_as_loragen": f"{same('loragen', 'loragen_int8')}/{len(records)}",
         "loragen_int8_mlp_same_tokens_as_loragen": f"{same('loragen', 'loragen_int8_mlp')}/{len(records)}",
+        "icl_prefix_cache_w8a16_same_tokens_as_icl_w8a16": f"{same('icl_w8a16', 'icl_prefix_cache_w8a16')}/{len(records)}",
+        "loragen_w8a16_same_tokens_as_loragen": f"{same('loragen', 'loragen_w8a16')}/{len(records)}",
     }
     generation_s = specialization["adapter_generation_s"]["median"] + specialization["merge_s"]["median"]
     new_tool_set = {"loragen_generate_and_merge_s": generation_s, "lora_finetune": finetune}
@@ -102,6 +110,12 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
     targets = {
         "ttft_icl_over_loragen": (ratios["icl"]["loragen"]["ttft"], ">=", TARGETS["ttft_icl_over_loragen"]),
         "latency_icl_over_loragen": (ratios["icl"]["loragen"]["latency"], ">=", TARGETS["latency_icl_over_loragen"]),
+        "latency_prefix_cache_over_loragen": (
+            ratios["icl_prefix_cache"]["loragen"]["latency"], ">=", TARGETS["latency_prefix_cache_over_loragen"]),
+        "latency_icl_over_loragen_w8a16_same_weights": (
+            ratios["icl_w8a16"]["loragen_w8a16"]["latency"], ">=", TARGETS["latency_icl_over_loragen"]),
+        "latency_prefix_cache_over_loragen_w8a16_same_weights": (
+            ratios["icl_prefix_cache_w8a16"]["loragen_w8a16"]["latency"], ">=", TARGETS["latency_prefix_cache_over_loragen"]),
         "loragen_ttft_over_prefix_cache": (
             modes["loragen"]["median_ttft_s"] / modes["icl_prefix_cache"]["median_ttft_s"], "<=", 1.0),
         "loragen_latency_over_prefix_cache": (
@@ -112,7 +126,7 @@ def summarize(records: list[dict], decoding: dict, finetune: dict, machine: dict
         "adapter_from_cache_s": (specialization["adapter_from_cache_s"]["median"], "<=", TARGETS["adapter_from_cache_s"]),
         **{key: (specialization[key]["p90"], "<=", TARGETS[key]) for key in ("merge_s", "restore_s", "remerge_s")},
         **{f"{mode}_decode_tokens_per_s": (modes[mode]["median_decode_tokens_per_s"] or 0.0, ">=", TARGETS["decode_tokens_per_s"])
-           for mode in ("loragen", "loragen_int8", "loragen_int8_mlp")},
+           for mode in ("loragen", "loragen_int8", "loragen_int8_mlp", "loragen_w8a16")},
     }
     checks = {
         name: {"value": value, "target": f"{op} {bound}", "met": CHECKS[op](value, bound)}
@@ -160,8 +174,8 @@ def markdown_report(results: dict) -> str:
         f"generator: {GENERATOR_STATE[results['generator_trained']]}.",
         _length_rule(results["config"]),
         "",
-        "| mode | median TTFT (s) | p90 TTFT (s) | median latency (s) | p90 latency (s) | decode tok/s | prompt tokens | new tokens | peak RSS (MB) | peak RSS over start (MB) | TTFT / latency vs icl | vs icl_prefix_cache |",
-        "|" + "---|" * 12,
+        "| mode | median TTFT (s) | p90 TTFT (s) | median latency (s) | p90 latency (s) | decode tok/s | prompt tokens | new tokens | peak RSS (MB) | peak RSS over start (MB) | TTFT / latency vs icl | vs icl_prefix_cache | vs icl_w8a16 | vs icl_prefix_cache_w8a16 |",
+        "|" + "---|" * 14,
     ]
     for mode in MODES:
         row = modes[mode]
@@ -170,12 +184,14 @@ def markdown_report(results: dict) -> str:
         lines.append(
             f"| {mode} | {row['median_ttft_s']:.3f} | {row['p90_ttft_s']:.3f} | {row['median_latency_s']:.3f} | "
             f"{row['p90_latency_s']:.3f} | {speed} | {row['mean_prompt_tokens']:.0f} | {row['mean_new_tokens']:.1f} | "
-            f"{row['peak_rss_mb']:.0f} | {row['peak_rss_delta_mb']:.0f} | {vs('icl')} | {vs('icl_prefix_cache')} |"
+            f"{row['peak_rss_mb']:.0f} | {row['peak_rss_delta_mb']:.0f} | {vs('icl')} | {vs('icl_prefix_cache')} | "
+            f"{vs('icl_w8a16')} | {vs('icl_prefix_cache_w8a16')} |"
         )
     lines += [
         "",
-        "Ratios are reference ÷ mode (above 1: the mode is faster). Peak RSS is the whole process (all six "
-        "modes' models and the generator are loaded); \"over start\" is what a request adds.",
+        "Ratios are reference ÷ mode (above 1: the mode is faster); compare a mode with the references of its own "
+        "weights (fp32 modes with icl and icl_prefix_cache, the _w8a16 modes with theirs). Peak RSS is the whole "
+        "process (every mode's models and the generator are loaded); \"over start\" is what a request adds.",
         "",
         "| specialising for one system prompt | median | p90 |",
         "|---|---|---|",
@@ -188,6 +204,7 @@ def markdown_report(results: dict) -> str:
         "remerge_s": "loragen: merge after a restore (s)",
         "peft_load_s": "peft_unmerged: load the adapter's weights (s)",
         "int8_attach_s": "loragen_int8: attach the adapter to the int8 copy (s)",
+        "w8a16_attach_s": "loragen_w8a16: attach the adapter to the w8a16 copy (s)",
         "prefix_prefill_s": "icl_prefix_cache: prefill the system prompt (s)",
     }
     lines += [f"| {label} | {spec[key]['median']:.3f} | {spec[key]['p90']:.3f} |" for key, label in names.items()]
@@ -204,6 +221,9 @@ def markdown_report(results: dict) -> str:
         f"{_mb(memory['int8_weight_bytes'])} of int8 weights once per process |",
         f"| loragen_int8_mlp | {_mb(memory['loragen_int8_mlp'])} adapter, unmerged; the MLP-only int8 copy holds "
         f"{_mb(memory['int8_mlp_weight_bytes'])} of int8 weights once per process |",
+        f"| icl_prefix_cache_w8a16 | {_mb(memory['icl_prefix_cache_w8a16'])} (bf16 KV cache of the same prefix) |",
+        f"| loragen_w8a16 | {_mb(memory['loragen_w8a16'])} adapter, unmerged; the w8a16 copy holds "
+        f"{_mb(memory['w8a16_model_bytes'])} (int8 weights, bf16 embeddings and norms) once per process |",
     ]
     new = results["specialize_new_tool_set"]
     finetune = new["lora_finetune"]
@@ -245,15 +265,17 @@ def markdown_report(results: dict) -> str:
         f"peft_unmerged vs loragen {parity['peft_unmerged_same_tokens_as_loragen']} (merged and unmerged LoRA "
         "differ in rounding, so greedy decoding may part ways); "
         f"loragen_int8 vs loragen {parity['loragen_int8_same_tokens_as_loragen']}, loragen_int8_mlp vs loragen "
-        f"{parity['loragen_int8_mlp_same_tokens_as_loragen']} (int8 weights change the numbers: their quality is "
-        "measured by `eval_gpt4tools run --edge-weights int8|int8-mlp`, not here).",
+        f"{parity['loragen_int8_mlp_same_tokens_as_loragen']}, loragen_w8a16 vs loragen "
+        f"{parity['loragen_w8a16_same_tokens_as_loragen']} (quantised weights change the numbers: their quality is "
+        "measured by `eval_gpt4tools run --edge-weights int8|int8-mlp|w8a16`, not here); icl_prefix_cache_w8a16 vs "
+        f"icl_w8a16 {parity['icl_prefix_cache_w8a16_same_tokens_as_icl_w8a16']}.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def plot(results: dict, path: Path) -> Path:
     modes, memory = results["modes"], results["memory_per_task_bytes"]
-    figure, (timing, storage) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+    figure, (timing, storage) = plt.subplots(1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [2, 1]})
     width = 0.38
     positions = range(len(MODES))
     for offset, key, label in ((-width / 2, "ttft_s", "time to first token"), (width / 2, "latency_s", "total latency")):
@@ -261,7 +283,7 @@ def plot(results: dict, path: Path) -> Path:
         p90s = [modes[m][f"p90_{key}"] for m in MODES]
         timing.bar([p + offset for p in positions], medians, width, label=f"{label} (median; bar to p90)",
                    yerr=[[0] * len(MODES), [p - q for p, q in zip(p90s, medians)]], capsize=3)
-    timing.set_xticks(list(positions), MODES)
+    timing.set_xticks(list(positions), MODES, rotation=30, ha="right")
     timing.set_ylabel("seconds")
     timing.set_title(f"Per request, {results['n_items']} GPT4Tools items")
     timing.legend()

@@ -40,10 +40,10 @@ from tqdm import tqdm
 from loragen_core import chat_format
 from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_default_generator, load_generator
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
-from loragen_core.int8 import WEIGHT_FORMATS, is_int8
+from loragen_core.int8 import WEIGHT_FORMATS, is_int8, is_quantised
 from loragen_core.resumable_run import RunSummary, open_resumable_run
 from tools import split_prompt
-from loragen_core.tool_prior import SERVED_TOOL_WEIGHT, ToolPrior, default_retriever
+from loragen_core.tool_prior import SERVED_NEED_WEIGHT, SERVED_TOOL_WEIGHT, ToolPrior, default_retriever
 from tools.gpt4tools_grammar import tool_call_grammar, trace_grammar
 from tools.gpt4tools_prompt import IMAGE_PATH
 
@@ -53,7 +53,7 @@ from .scorer import score
 MODES = ("icl", "lora", "loragen", "loragen-names")
 # How the agent, the UI, the LangChain model and the server decode (`run --served`, the main job).
 SERVED_DECODING = dict(constrained=True, constrain_images=True, constrain_arguments=True, tool_prior=True, step_prior=True,
-                       need_prior=True, tool_prior_weight=SERVED_TOOL_WEIGHT)
+                       need_prior=True, tool_prior_weight=SERVED_TOOL_WEIGHT, need_prior_weight=SERVED_NEED_WEIGHT)
 PREDICTIONS_LOG = "predictions.jsonl"
 
 
@@ -79,7 +79,8 @@ class RunConfig:
     tool_prior_weight: float = 1.0  # 1: prior × model; inf: the prior alone picks the tool
     step_prior: bool = False  # with the tool prior: weigh "another step?" by the mass of the tools not called yet
     need_prior: bool = False  # with the tool prior: weigh the first "do I need a tool?" by how well the best tool matches
-    edge_weights: str = "fp32"  # int8: decode with the int8 copy (loragen_core/int8.py)
+    need_prior_weight: float = 1.0  # 1: need prior × model; inf: the need prior alone decides
+    edge_weights: str = "fp32"  # int8, int8-mlp, w8a16: decode with a quantised copy (loragen_core/int8.py)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -94,6 +95,10 @@ class RunConfig:
             raise RunConfigError("--constrain-arguments refines --constrain-images (image parts are the conversation's images); give --constrained --constrain-images too.")
         if not self.tool_prior_weight >= 0:
             raise RunConfigError(f"--tool-prior-weight must be 0 or more (inf: the prior alone picks), not {self.tool_prior_weight}.")
+        if not self.need_prior_weight >= 0:
+            raise RunConfigError(f"--need-prior-weight must be 0 or more (inf: the need prior alone decides), not {self.need_prior_weight}.")
+        if self.need_prior_weight != 1 and not self.need_prior:
+            raise RunConfigError("--need-prior-weight weighs the need prior; give --need-prior too.")
         if (self.step_prior or self.need_prior) and not self.tool_prior:
             raise RunConfigError("--step-prior and --need-prior are part of the tool prior; give --tool-prior too.")
         if self.tool_prior and not self.constrained:
@@ -109,13 +114,14 @@ class RunConfig:
     @property
     def label(self) -> str:
         label = f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
+        label = label + f" + {self.edge_weights}" if is_quantised(self.edge_weights) else label
         prior = (" + tool prior" + (" and step prior" if self.step_prior else "") + (" and need prior" if self.need_prior else "")
-                 + (f" (weight {self.tool_prior_weight:g})" if self.tool_prior_weight != 1 else "")) if self.tool_prior else ""
+                 + (f" (weight {self.tool_prior_weight:g})" if self.tool_prior_weight != 1 else "")
+                 + (f" (need weight {self.need_prior_weight:g})" if self.need_prior_weight != 1 else "")) if self.tool_prior else ""
         if self.constrain_arguments:
             return label + " + constrained (names, arguments)" + prior
         if self.constrain_images:
             return label + " + constrained (names, images)" + prior
-        label = label + f" + {self.edge_weights}" if is_int8(self.edge_weights) else label
         return label + " + constrained" + prior if self.constrained else label
 
     def identity(self) -> dict:
@@ -138,6 +144,8 @@ class RunConfig:
             identity["step_prior"] = "True"
         if self.need_prior:
             identity["need_prior"] = "True"
+        if self.need_prior_weight != 1:
+            identity["need_prior_weight"] = str(self.need_prior_weight)
         if self.edge_weights != "fp32":
             identity["edge_weights"] = self.edge_weights
         if chat_format.EDGE_SYSTEM_PROMPT is not None:  # runs in the template's default format keep their identity
@@ -176,7 +184,7 @@ def item_tool_prior(config: RunConfig, instruction: str) -> ToolPrior | None:
         return None
     parts = split_prompt(instruction)
     return default_retriever().prior(parts.new_input, parts.tool_definitions, config.tool_prior_weight, steps=config.step_prior,
-                                     need=config.need_prior)
+                                     need=config.need_prior, need_weight=config.need_prior_weight)
 
 
 def run(config: RunConfig) -> RunSummary:
@@ -292,6 +300,7 @@ def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s
         "tool_prior_weight": f"{config.tool_prior_weight:g}" if config.tool_prior else None,  # "inf" (JSON has no infinity)
         "step_prior": config.step_prior,
         "need_prior": config.need_prior,
+        "need_prior_weight": f"{config.need_prior_weight:g}" if config.need_prior else None,
         "edge_system_prompt": chat_format.EDGE_SYSTEM_PROMPT,  # None: the chat template's default system line
         "n_items": len(records),
         "wall_s_this_invocation": wall_s,

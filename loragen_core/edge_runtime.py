@@ -12,8 +12,9 @@ the decoded text as it grows, never past a stop string.
 write (loragen_core/constrained.py); the rule above is unchanged, applied to the allowed tokens.
 
 `weights="int8"` decodes with an int8 copy of the model (loragen_core/int8.py: about twice the CPU
-decode speed, not the same tokens); the adapter is then attached to that copy functionally instead of
-merged. The default, fp32, is the exact path.
+decode speed, not the same tokens), `weights="w8a16"` with an int8 weight-only copy computing in bf16
+(loragen_core/int8_weight_only.py); the adapter is then attached to that copy functionally instead
+of merged. The default, fp32, is the exact path.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from tools.gpt4tools_format import FINAL_ANSWER_DONE
 from .adapter import GeneratedLoRA
 from .chat_format import chat_ids
 from .constrained import GrammarCompiler, GrammarConstraint, GrammarLogitsProcessor
-from .int8 import INT8_SCOPES, WEIGHT_FORMATS, int8_copy, is_int8
+from .int8 import WEIGHT_FORMATS, decode_copy, is_quantised
 from .model_loading import LoadedModel
 from .tool_prior import ToolPrior, ToolPriorLogitsProcessor
 
@@ -169,21 +170,21 @@ class EdgeModel:
     A lock serialises generation and weight changes, so threads sharing one EdgeModel never decode
     with another caller's adapter half-merged.
 
-    `weights`: "fp32" decodes with `model` itself (exact); "int8" (all Linear layers) or "int8-mlp"
-    (the MLPs only) with `decode_model`, an int8 copy made once here, to which `specialize` attaches the adapter as forward hooks (`model` then never
-    changes).
+    `weights`: "fp32" decodes with `model` itself (exact); "int8" (all Linear layers), "int8-mlp"
+    (the MLPs only) or "w8a16" (int8 weights, bf16 activations) with `decode_model`, a copy made once
+    here, to which `specialize` attaches the adapter as forward hooks (`model` then never changes).
     """
 
     def __init__(self, loaded: LoadedModel, weights: str = "fp32"):
         if weights not in WEIGHT_FORMATS:
             raise ValueError(f"Unknown edge weights {weights!r}; choose one of {', '.join(WEIGHT_FORMATS)}.")
-        if is_int8(weights) and loaded.model.device.type != "cpu":
-            raise ValueError(f"int8 edge weights are a CPU decode path; the model is on {loaded.model.device}: use fp32.")
+        if is_quantised(weights) and loaded.model.device.type != "cpu":
+            raise ValueError(f"{weights} edge weights are a CPU decode path; the model is on {loaded.model.device}: use fp32.")
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.directory = loaded.directory
         self.weights = weights
-        self.decode_model = int8_copy(loaded.model, INT8_SCOPES[weights]) if is_int8(weights) else loaded.model
+        self.decode_model = decode_copy(loaded.model, weights)
         self.lock = threading.RLock()
         self.active_adapter: str | None = None  # content hash of the merged (or, int8, attached) adapter
         self._attached = ExitStack()  # int8: the hooks of the attached adapter
@@ -350,7 +351,7 @@ class EdgeModel:
         adapter_hash = adapter_hash or adapter.content_hash()
         with self.lock:
             start = time.perf_counter()
-            if is_int8(self.weights):
+            if is_quantised(self.weights):
                 self._attached.close()
                 adapter._require_single()
                 self._attached.enter_context(adapter.applied_to(self.decode_model))
@@ -362,7 +363,7 @@ class EdgeModel:
 
     def reset(self) -> None:
         with self.lock:
-            if is_int8(self.weights):
+            if is_quantised(self.weights):
                 self._attached.close()
             else:
                 GeneratedLoRA.unmerge_from(self.model)

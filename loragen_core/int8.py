@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-WEIGHT_FORMATS = ("fp32", "int8", "int8-mlp")
+WEIGHT_FORMATS = ("fp32", "int8", "int8-mlp", "w8a16")  # w8a16: int8 weights, bf16 activations (int8_weight_only.py)
 # Which Linear layers each int8 format quantises. "int8-mlp" keeps attention and lm_head in fp32:
 # the MLPs hold ~60% of SmolLM2-135M's Linear weights, and attention scores and the vocabulary
 # logits (where greedy decoding picks a tool name's next token) are where rounding errors matter most.
@@ -38,7 +38,24 @@ INT8_SCOPES = {"int8": "all", "int8-mlp": "mlp"}
 
 
 def is_int8(weights: str) -> bool:
+    """Dynamically quantised (activations quantised per call, so per batch)."""
     return weights in INT8_SCOPES
+
+
+def is_quantised(weights: str) -> bool:
+    """Decoded with a quantised copy of the model, to which adapters are attached, not merged."""
+    return weights != "fp32"
+
+
+def decode_copy(model: nn.Module, weights: str) -> nn.Module:
+    """The model that decodes in format `weights`: `model` itself (fp32) or a quantised copy of it."""
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"Unknown edge weights {weights!r}; choose one of {', '.join(WEIGHT_FORMATS)}.")
+    if weights == "w8a16":
+        from .int8_weight_only import int8_weight_only_copy
+
+        return int8_weight_only_copy(model)
+    return int8_copy(model, INT8_SCOPES[weights]) if is_int8(weights) else model
 
 
 def _quantised_linears(model: nn.Module, scope: str) -> list[str]:

@@ -62,6 +62,11 @@ NEED_THRESHOLD, NEED_SCALE = 0.232, 0.038  # 97.5% of its 315 single-turn rows d
 # generator never saw among seen tools; `build-data --unseen-gold`, docs/method-notes.md): there the
 # edge model overruled the prior toward the seen names it was trained on (12 of 193 rows at weight 1).
 SERVED_TOOL_WEIGHT = float("inf")
+# How much the need prior counts in the served first "Do I need to use a tool?". inf: the embedder's
+# match decides whether a tool is called. Chosen on the same development set (dev-unseen-s7, 243 rows:
+# 193 tool rows, 50 general questions): weight 1 SR 90.1, SR_act 97.9 (5 tool rows answered without a
+# tool, the model overruling the prior); inf SR 90.5, SR_act 100.0, no row lost (docs/method-notes.md).
+SERVED_NEED_WEIGHT = float("inf")
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,15 @@ class ToolPrior:
     called: tuple[str, ...] = ()
     steps: bool = True  # also weigh "another step?" once a tool has run (`more_steps`)
     needs_tool: float | None = None  # P(the request needs a tool at all), for the first decision (None: the model's)
+    need_weight: float = 1.0  # how much `needs_tool` counts against the model (1: a plain product; inf: it alone decides)
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.probs):
             raise ValueError(f"{len(self.names)} names but {len(self.probs)} probabilities.")
         if not self.weight >= 0:
             raise ValueError(f"A tool prior's weight must be 0 or more (inf: the prior alone decides), not {self.weight}.")
+        if not self.need_weight >= 0:
+            raise ValueError(f"A need prior's weight must be 0 or more (inf: the prior alone decides), not {self.need_weight}.")
 
     @property
     def best(self) -> str:
@@ -180,13 +188,15 @@ class ToolRetriever:
         return tools @ self._embed([request.strip() or "?"])[0]
 
     def prior(self, request: str, definitions: Sequence[tuple[str, str]], weight: float = SERVED_TOOL_WEIGHT,
-              steps: bool = True, need: bool = False) -> ToolPrior:
+              steps: bool = True, need: bool = False, need_weight: float = SERVED_NEED_WEIGHT) -> ToolPrior:
         """softmax(cos(request, tool) / τ) over the (name, description) tools; `weight` (default: the
-        served one), `steps`: see ToolPrior; `need`: also P(a tool is needed) from the best match (`needs_tool`)."""
+        served one), `steps`: see ToolPrior; `need`: also P(a tool is needed) from the best match
+        (`needs_tool`), counted with `need_weight` (default: the served one)."""
         cos = self.similarities(request, definitions)
         probs = torch.softmax(cos / self.temperature, dim=0)
         needs = needs_tool(float(cos.max())) if need else None
-        return ToolPrior(tuple(n for n, _ in definitions), tuple(float(p) for p in probs), weight, steps=steps, needs_tool=needs)
+        return ToolPrior(tuple(n for n, _ in definitions), tuple(float(p) for p in probs), weight, steps=steps, needs_tool=needs,
+                         need_weight=need_weight)
 
 
 def _load_embedder(model_dir: str | None, device: str):
@@ -243,8 +253,8 @@ class ToolPriorLogitsProcessor(LogitsProcessor):
     def _choice(prior: ToolPrior, written: str) -> tuple[list[tuple[str, float]], str, float] | None:
         """(options with their probabilities, what is written of the choice so far, the prior's weight),
         or None where the row is not choosing: the tool after "Action:", and "Yes"/"No" after a tool has
-        run or, with a need prior, before the first call. The weight is the tool choice's alone;
-        "another step?" and "a tool at all?" stay plain products (weight 1)."""
+        run or, with a need prior, before the first call. The tool choice has the prior's weight,
+        "a tool at all?" the need weight; "another step?" stays a plain product (weight 1)."""
         inside = _IN_ACTION_NAME.search(written)
         if inside is not None:
             return list(zip(prior.names, prior.probs)), inside.group(1), prior.weight
@@ -257,7 +267,7 @@ class ToolPriorLogitsProcessor(LogitsProcessor):
             return [("Yes", more), ("No", 1.0 - more)], thought.group(1), 1.0
         if not called and prior.needs_tool is not None:
             need = min(max(prior.needs_tool, MIN_ODDS), 1.0 - MIN_ODDS)
-            return [("Yes", need), ("No", 1.0 - need)], thought.group(1), 1.0
+            return [("Yes", need), ("No", 1.0 - need)], thought.group(1), prior.need_weight
         return None
 
     def _bias(self, scores: torch.FloatTensor, row: int, options, prefix: str, weight: float) -> None:

@@ -121,7 +121,8 @@ def test_bench_writes_every_mode_with_the_required_keys(tiny_dirs, tmp_path, lor
     assert modes["loragen"]["mean_prompt_tokens"] < modes["icl"]["mean_prompt_tokens"]
     assert modes["icl_prefix_cache"]["mean_prompt_tokens"] == modes["icl"]["mean_prompt_tokens"]
     assert results["parity"]["icl_prefix_cache_same_tokens_as_icl"] == "2/2"
-    assert set(results["ratios"]) == {"icl", "icl_prefix_cache"} and results["ratios"]["icl"]["icl"]["ttft"] == 1.0
+    assert set(results["ratios"]) == {"icl", "icl_prefix_cache", "icl_w8a16", "icl_prefix_cache_w8a16"}
+    assert results["ratios"]["icl"]["icl"]["ttft"] == 1.0 == results["ratios"]["icl_w8a16"]["icl_w8a16"]["latency"]
     assert [r["order"][0] for r in results["items"]] == ["icl", "icl_prefix_cache"], "modes rotate item by item"
     memory = results["memory_per_task_bytes"]
     assert memory["icl_prefix_cache"] > 0 and memory["loragen"] > 0
@@ -148,6 +149,13 @@ def test_bench_writes_every_mode_with_the_required_keys(tiny_dirs, tmp_path, lor
                              if isinstance(m, torch.nn.Linear) and ".mlp." in name)
     assert mlp_linear_weights <= memory["int8_mlp_weight_bytes"] < memory["int8_weight_bytes"]
     assert results["parity"]["loragen_int8_mlp_same_tokens_as_loragen"].endswith("/2")
+    # the w8a16 copy: its own bf16 prefix KV (half the fp32 bytes), fewer bytes than the fp32 model, the adapter per request
+    assert memory["icl_prefix_cache_w8a16"] == pytest.approx(memory["icl_prefix_cache"] / 2)
+    fp32_bytes = sum(p.numel() * 4 for p in load_causal_lm(str(tiny_dirs["edge"])).model.parameters())
+    assert 0 < memory["w8a16_model_bytes"] < fp32_bytes / 2 + edge_linear_weights and spec["w8a16_attach_s"]["median"] > 0
+    assert results["parity"]["loragen_w8a16_same_tokens_as_loragen"].endswith("/2")
+    assert modes["loragen_w8a16"]["mean_prompt_tokens"] == modes["loragen"]["mean_prompt_tokens"]
+    assert "| loragen_w8a16 |" in (config.out / "bench.md").read_text()
 
 
 def test_equal_length_makes_every_mode_write_exactly_that_many_tokens(tiny_dirs, tmp_path, loragen_home):

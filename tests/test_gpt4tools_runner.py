@@ -111,7 +111,10 @@ def test_run_flags_add_to_the_served_rule_or_to_nothing():
     extra = Namespace(**{**vars(none), "need_prior": True})
     assert decoding_flags(extra, served=True)["need_prior"] and decoding_flags(extra, served=True)["tool_prior"]
     # The served rule lets the prior pick the tool; a rule built from flags multiplies, unless told.
-    from eval_gpt4tools.__main__ import tool_prior_weight
-    assert tool_prior_weight(Namespace(tool_prior_weight=None), served=True) == SERVED_DECODING["tool_prior_weight"] == float("inf")
-    assert tool_prior_weight(Namespace(tool_prior_weight=None), served=False) == 1.0
-    assert tool_prior_weight(Namespace(tool_prior_weight=2.0), served=True) == 2.0
+    from eval_gpt4tools.__main__ import prior_weight
+    assert prior_weight(Namespace(tool_prior_weight=None), served=True) == SERVED_DECODING["tool_prior_weight"] == float("inf")
+    assert prior_weight(Namespace(tool_prior_weight=None), served=False) == 1.0
+    assert prior_weight(Namespace(tool_prior_weight=2.0), served=True) == 2.0
+    assert prior_weight(Namespace(need_prior_weight=None), False, "need_prior_weight") == 1.0
+    assert prior_weight(Namespace(need_prior_weight=None), True, "need_prior_weight") == SERVED_DECODING["need_prior_weight"]
+    assert prior_weight(Namespace(need_prior_weight=5.0), True, "need_prior_weight") == 5.0

@@ -87,7 +87,7 @@ def test_int8_specialize_attaches_the_adapter_and_reset_removes_it(tiny_dirs, ad
     edge.specialize(adapters.row(0))  # replacing, not stacking
     assert torch.equal(_logits(edge.decode_model, edge, PROMPTS[0]), attached)
     assert all(torch.equal(weights_before[k], v) for k, v in edge.model.state_dict().items()), "fp32 weights never change"
-    with pytest.raises(ValueError, match="one of fp32, int8, int8-mlp"):
+    with pytest.raises(ValueError, match="one of fp32, int8, int8-mlp, w8a16"):
         EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="int4")
 
 

@@ -88,3 +88,21 @@ def test_batch_throughput_compares_both_sides_at_equal_length(tiny_runtime, data
         assert full["kv_bytes_per_request"] > loragen["kv_bytes_per_request"] > 0
         assert level["loragen_over_prefix_cached"] == round(loragen["tokens_per_s"] / full["tokens_per_s"], 2)
     assert result["prefix_kv_bytes_mean"] > 0 and "| 4 |" in throughput_markdown(result)
+
+
+def test_batch_throughput_on_w8a16_runs_both_sides_on_the_copy_with_bf16_kv(tiny_runtime, tiny_dirs, data_file):  # noqa: F811
+    from agent import LoRAGenRuntime
+    from eval_gpt4tools.batch_throughput import ThroughputConfig, run_throughput
+    from loragen_core import load_causal_lm
+    from loragen_core.edge_runtime import EdgeModel
+
+    edge = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16")
+    runtime = LoRAGenRuntime(tiny_runtime.generator, edge, use_disk_cache=False, trained=False)
+    fp32 = run_throughput(ThroughputConfig(data=data_file, batches=(2,), new_tokens=3, repeats=1), runtime=tiny_runtime, write=False)
+    w8a16 = run_throughput(ThroughputConfig(data=data_file, batches=(2,), new_tokens=3, repeats=1, edge_weights="w8a16"),
+                           runtime=runtime, write=False)
+    assert w8a16["kv_bytes_per_token"] * 2 == fp32["kv_bytes_per_token"]  # bf16 keys and values
+    assert w8a16["prefix_kv_bytes_mean"] * 2 == fp32["prefix_kv_bytes_mean"]  # the prefix was prefilled by the copy
+    assert w8a16["levels"][0]["loragen"]["tokens_per_s"] > 0
+    with pytest.raises(ValueError, match="fp32 or w8a16"):
+        ThroughputConfig(edge_weights="int8")

@@ -161,9 +161,15 @@ def test_the_need_prior_decides_a_doubtful_first_thought_and_is_fitted_by_likeli
     tools = [EDGE, FACE]
     grammar = trace_grammar(tools)
 
-    def first_thought(needs_tool_: float | None) -> str:
-        prior = ToolPrior(tuple(tools), (0.5, 0.5), needs_tool=needs_tool_)
+    def first_thought(needs_tool_: float | None, need_weight: float = 1.0) -> str:
+        prior = ToolPrior(tuple(tools), (0.5, 0.5), needs_tool=needs_tool_, need_weight=need_weight)
         return parse_turn(edge.complete(PROMPT, max_new_tokens=40, grammar=grammar, tool_prior=prior).text).thought
 
     assert first_thought(0.999) == "Do I need to use a tool? Yes"
     assert first_thought(0.001) == "Do I need to use a tool? No"
+    # The need weight: inf lets the prior alone decide, however weakly it leans; 0 leaves the model's choice.
+    assert first_thought(0.45, float("inf")) == "Do I need to use a tool? No"
+    assert first_thought(0.55, float("inf")) == "Do I need to use a tool? Yes"
+    assert first_thought(0.001, 0.0) == first_thought(None) == first_thought(0.999, 0.0)
+    with pytest.raises(ValueError, match="need prior's weight"):
+        ToolPrior(tuple(tools), (0.5, 0.5), need_weight=-1.0)

@@ -1,0 +1,83 @@
+"""A weight-only int8 copy of the edge model for batch-1 decoding on a CPU: int8 weights, bf16
+activations.
+
+Every nn.Linear (lm_head included) keeps its weight as int8 with one bf16 scale per output channel
+(symmetric, round to nearest), and multiplies with `torch.ops.aten._weight_int8pack_mm`, the CPU
+kernel behind gpt-fast's and torchao's int8 weight-only path. The rest of the model (embeddings,
+norms, attention) runs in bf16. Unlike loragen_core/int8.py's dynamic quantisation, activations are
+never quantised, so a row's numbers do not depend on the other rows of a batch, and the rounding is
+only the weights' (per-channel int8) and the activations' (bf16).
+
+Why: batch-1 decode reads every weight once per token. On this project's 2-core Xeon (AMX, AVX512)
+the fp32 matmuls of one token (SmolLM2-135M, 30 layers and lm_head) take 27.9 ms at 19 GB/s, a
+ceiling of 36 tokens/s before anything else runs; the same matmuls with int8 weights and bf16
+activations take 15.8 ms. bf16 weights alone are slower here (36 ms: the bf16 GEMV kernel reaches
+7.5 GB/s), and int8 weights with fp32 activations take a slow path (99 ms).
+
+Adapters reach the copy functionally (forward hooks, lora_math.apply_lora_functionally), the LoRA
+part in fp32: no re-quantisation per adapter, so attaching one costs about a millisecond, and a
+batch may carry one adapter per row. The fp32 model is not changed: it stays the exact path.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+ACTIVATION_DTYPE = torch.bfloat16
+
+
+def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 weight, scale per output row) with weight ≈ int8 · scale[:, None], symmetric, round to nearest."""
+    weight = weight.detach().to(torch.float32)
+    scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    quantized = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8)
+    return quantized, scales
+
+
+class Int8WeightOnlyLinear(nn.Module):
+    """y = x Wᵀ + b with W held as int8 per-channel; x is cast to bf16, y is bf16."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        quantized, scales = quantize_per_channel(linear.weight)
+        self.register_buffer("weight_int8", quantized.contiguous())
+        self.register_buffer("scales", scales.to(ACTIVATION_DTYPE))
+        bias = linear.bias
+        self.register_buffer("bias", bias.detach().to(ACTIVATION_DTYPE) if bias is not None else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).to(ACTIVATION_DTYPE).contiguous()
+        y = torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights, bf16 activations"
+
+
+def int8_weight_only_copy(model: nn.Module) -> nn.Module:
+    """A decode-only copy of `model`: Linear layers int8 weight-only, everything else bf16.
+    `model` itself is not changed (the copy holds its own bf16 and int8 tensors)."""
+    if model.device.type != "cpu":
+        raise ValueError(f"int8 weight-only decoding is a CPU path; the model is on {model.device}: use fp32.")
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no Linear layers to quantise.")
+    skeleton = copy.deepcopy(model)  # a whole copy for a moment: the fp32 model must not change, tied weights stay tied
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = skeleton.get_submodule(parent_name) if parent_name else skeleton
+        setattr(parent, child, Int8WeightOnlyLinear(getattr(parent, child)))
+    skeleton.to(ACTIVATION_DTYPE)  # what is left (embeddings, norms); int8 buffers are not floating, so they stay
+    skeleton.eval()
+    return skeleton
+
+
+def int8_weight_only_nbytes(model: nn.Module) -> int:
+    """Bytes the copy holds: int8 weights and their scales, and every other tensor (bf16)."""
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))

@@ -1,0 +1,94 @@
+"""The int8 weight-only decode path (`EdgeModel(weights="w8a16")`, loragen_core/int8_weight_only.py):
+a copy that leaves the fp32 model bit-exact, whose Linear layers compute what their int8 weights and
+scales say (parity with a plain bf16 matmul), stays close to fp32, carries adapters as hooks that
+`reset` removes, and, unlike dynamic int8, decodes a batch row by row as each row alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from loragen_core import GeneratedLoRA, load_causal_lm
+from loragen_core.edge_runtime import EdgeModel
+from loragen_core.int8_weight_only import Int8WeightOnlyLinear, int8_weight_only_copy, quantize_per_channel
+
+PROMPTS = ["Detect the edges of image/abc.png", "Hi", "Generate a picture of a cat on a red chair, please."]
+BUDGET = 10
+
+
+@pytest.fixture(scope="module")
+def adapters(three_adapters) -> GeneratedLoRA:
+    return three_adapters
+
+
+def _logits(model: nn.Module, edge: EdgeModel, text: str) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(edge.chat_input_ids(text)).logits[0, -1].float()
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(nn.functional.cosine_similarity(a, b, dim=0))
+
+
+def test_per_channel_quantisation_round_trips_within_half_a_step():
+    weight = torch.randn(7, 33) * torch.logspace(-3, 1, 7)[:, None]  # rows of very different sizes
+    quantized, scales = quantize_per_channel(weight)
+    assert quantized.dtype == torch.int8 and int(quantized.abs().max()) == 127
+    assert torch.all((quantized.float() * scales[:, None] - weight).abs() <= scales[:, None] / 2 + 1e-7)
+
+
+def test_the_int8_linear_equals_a_bf16_matmul_of_its_dequantised_weight():
+    linear = nn.Linear(64, 24, bias=True)
+    layer = Int8WeightOnlyLinear(linear)
+    x = torch.randn(2, 5, 64)
+    reference = (x.bfloat16().float() @ (layer.weight_int8.float() * layer.scales.float()[:, None]).T
+                 + layer.bias.float())
+    out = layer(x)
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 5, 24)
+    assert torch.allclose(out.float(), reference, atol=0.05, rtol=0.02)
+    assert _cosine(out.float().flatten(), linear(x).flatten().detach()) > 0.999
+
+
+def test_the_copy_leaves_the_fp32_model_exact_and_stays_close_to_it(tiny_dirs):
+    loaded = load_causal_lm(str(tiny_dirs["edge"]))
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    copy = int8_weight_only_copy(loaded.model)
+    assert all(torch.equal(before[k], v) and v.dtype == torch.float32 for k, v in loaded.model.state_dict().items())
+    assert not any(isinstance(m, nn.Linear) for m in copy.modules()), "every Linear is quantised"
+    assert {p.dtype for p in copy.parameters()} == {torch.bfloat16}
+    edge = EdgeModel(loaded)
+    for text in PROMPTS:
+        exact, approx = _logits(loaded.model, edge, text), _logits(copy, edge, text)
+        assert not torch.equal(exact, approx)
+        assert _cosine(exact, approx) > 0.99
+
+
+def test_specialize_attaches_the_adapter_and_reset_removes_it(tiny_dirs, adapters):
+    edge = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16")
+    fp32 = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
+    plain = _logits(edge.decode_model, edge, PROMPTS[0])
+    edge.specialize(adapters.row(0))
+    attached = _logits(edge.decode_model, edge, PROMPTS[0])
+    assert not torch.equal(attached, plain)
+    fp32.specialize(adapters.row(0))
+    assert _cosine(_logits(fp32.model, fp32, PROMPTS[0]), attached) > 0.99  # int8 weights + hooks ≈ fp32 merged
+    edge.specialize(adapters.row(1))
+    edge.specialize(adapters.row(0))  # replacing, not stacking
+    assert torch.equal(_logits(edge.decode_model, edge, PROMPTS[0]), attached)
+    edge.reset()
+    assert torch.equal(_logits(edge.decode_model, edge, PROMPTS[0]), plain)
+
+
+def test_rows_of_a_batch_decode_as_each_alone(tiny_dirs, adapters):
+    """Weight-only quantisation has no per-call activation scale, so (unlike dynamic int8) a batch
+    with one adapter per row writes what each row writes alone with its adapter attached."""
+    edge = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16")
+    alone = []
+    for i, text in enumerate(PROMPTS):
+        edge.specialize(adapters.row(i))
+        completion = edge.complete(text, max_new_tokens=BUDGET)
+        alone.append((completion.text, completion.new_tokens))
+    edge.reset()
+    batched = edge.complete_batch(PROMPTS, adapter=adapters, max_new_tokens=BUDGET)
+    assert [(c.text, c.new_tokens) for c in batched] == alone
