@@ -78,13 +78,17 @@ def apply_lora_functionally(
     handles = []
 
     def make_hook(a: torch.Tensor, b: torch.Tensor):
+        a_t, b_t = a.transpose(-1, -2), b.transpose(-1, -2)  # views: (batch, in, r), (batch, r, out)
+
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
             x = inputs[0]
             if dropout and module.training:
                 x = nn.functional.dropout(x, p=dropout, training=True)
-            # x: (batch, seq, in) → (batch, seq, r) → (batch, seq, out)
-            low_rank = torch.einsum("bsi,bri->bsr", x.to(a.dtype), a)
-            return output + scale * torch.einsum("bsr,bor->bso", low_rank, b).to(output.dtype)
+            # x: (batch, seq, in) → (batch, seq, r) → (batch, seq, out); a batch of one adapter broadcasts.
+            # Batched matmuls rather than einsum: this runs on 90 modules per decoded token, where
+            # einsum's per-call parsing was a measurable share of a batch-1 step.
+            delta = torch.matmul(torch.matmul(x.to(a.dtype), a_t), b_t)
+            return output.add(delta.to(output.dtype), alpha=scale)
 
         return hook
 
