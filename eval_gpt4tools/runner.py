@@ -115,9 +115,10 @@ class RunConfig:
     def label(self) -> str:
         label = f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
         label = label + f" + {self.edge_weights}" if is_quantised(self.edge_weights) else label
+        weights = ([f"weight {self.tool_prior_weight:g}"] if self.tool_prior_weight != 1 else []) + (
+            [f"need weight {self.need_prior_weight:g}"] if self.need_prior_weight != 1 else [])
         prior = (" + tool prior" + (" and step prior" if self.step_prior else "") + (" and need prior" if self.need_prior else "")
-                 + (f" (weight {self.tool_prior_weight:g})" if self.tool_prior_weight != 1 else "")
-                 + (f" (need weight {self.need_prior_weight:g})" if self.need_prior_weight != 1 else "")) if self.tool_prior else ""
+                 + (f" ({', '.join(weights)})" if weights else "")) if self.tool_prior else ""
         if self.constrain_arguments:
             return label + " + constrained (names, arguments)" + prior
         if self.constrain_images:
