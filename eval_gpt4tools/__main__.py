@@ -11,7 +11,7 @@ untrained in-context model. About 2.5 minutes on a 2-core CPU (2 min 18 s measur
     table       gather finished runs into one results table
     compare     paired, item-by-item comparison of finished runs (exact McNemar test)
     build-data  build training data: the 23 seen tools, optionally ~300 synthetic ones (JSON lines)
-    bench       latency, memory and specialisation cost: icl, icl_prefix_cache, loragen, peft_unmerged, loragen_int8
+    bench       latency, memory and specialisation cost: icl, icl_prefix_cache, loragen, peft_unmerged, int8, w8a16
 """
 
 from __future__ import annotations
@@ -315,7 +315,7 @@ def _build_data(args) -> int:
 def _add_bench_command(commands) -> None:
     # Defaults live in BenchConfig; None here means "its default", so this parser need not import torch.
     bench = commands.add_parser(
-        "bench", help="Benchmark serving: icl, icl_prefix_cache, loragen, peft_unmerged, loragen_int8 (interleaved).",
+        "bench", help="Benchmark serving: icl, icl_prefix_cache, loragen, peft_unmerged, the int8 modes and the w8a16 trio (interleaved).",
         description="Six serving modes on the same items, interleaved; writes bench.json, bench.md and bench.png "
         "(eval_gpt4tools/bench.py explains each mode and phase).",
     )
