@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                          help="fp32 (exact, default); int8: decode with an int8 copy of the edge model, the adapter "
                               "attached as hooks (faster on a CPU, not the same tokens; batch 1 only); int8-mlp: only "
                               "the MLPs in int8, attention and lm_head in fp32; w8a16: int8 weights, bf16 activations "
-                              "(the fastest batch-1 decode on a CPU, batches allowed; results/README.md has each one's SR).")
+                              "(decodes 1.2-1.45x fp32 on the 2-core Xeon but prefills slower; batches allowed; results/README.md has each one's SR).")
 
     fit_cmd = commands.add_parser(
         "fit-need-prior", help="Fit the tool prior's P(a tool is needed) on built training data (never the test set).",

@@ -12,7 +12,7 @@ except for what the context costs. Adapters are generated and prefixes prefilled
 each batch is timed `--repeats` times, the two sides interleaved, and the median wall time is kept.
 
 `--edge-weights w8a16` runs both sides on the int8 weight-only copy (bf16 activations and KV,
-loragen_core/int8_weight_only.py), the fastest CPU decode; the default is the exact fp32 model.
+loragen_core/int8_weight_only.py); the default is the exact fp32 model.
 
 KV per request is what one row holds at the end of its decode: layers x 2 x KV heads x head size x
 bytes per value (4 fp32, 2 bf16) x (prompt + new tokens). For the prefix-cached side the prefix is stored once per

@@ -14,7 +14,7 @@ by i, so machine drift hits all modes alike):
     icl_w8a16, icl_prefix_cache_w8a16, loragen_w8a16
                       icl, icl_prefix_cache and loragen again on the int8 weight-only copy (bf16
                       activations and KV, loragen_core/int8_weight_only.py; `--edge-weights w8a16`), the
-                      adapter attached as hooks: the three compared at equal weights, the fastest CPU decode
+                      adapter attached as hooks: the three compared at equal weights
 
 Every mode decodes with `EdgeModel.complete`'s rule (timed_generation.py). A request is timed from its
 text to its decoded answer; specialising for the item's system prompt (prefix prefill, adapter

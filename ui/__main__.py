@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edge-weights", choices=WEIGHT_FORMATS, default="fp32",
                         help="fp32 (exact, default); int8: decode with an int8 copy of the edge model, faster on a "
                              "CPU, not the same tokens; int8-mlp: only the MLPs in int8; w8a16: int8 weights, bf16 "
-                             "activations, the fastest on a CPU (results/README.md has their SR).")
+                             "activations, faster decode, slower prefill (results/README.md has their SR and speed).")
     args = parser.parse_args(argv)
     if args.edge_model and not args.generator:
         parser.error("--edge-model needs --generator (the shipped generator is made for the default edge model)")
