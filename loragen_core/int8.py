@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+from .int8_weight_only import int8_weight_only_copy
+
 WEIGHT_FORMATS = ("fp32", "int8", "int8-mlp", "w8a16")  # w8a16: int8 weights, bf16 activations (int8_weight_only.py)
 # Which Linear layers each int8 format quantises. "int8-mlp" keeps attention and lm_head in fp32:
 # the MLPs hold ~60% of SmolLM2-135M's Linear weights, and attention scores and the vocabulary
@@ -52,8 +54,6 @@ def decode_copy(model: nn.Module, weights: str) -> nn.Module:
     if weights not in WEIGHT_FORMATS:
         raise ValueError(f"Unknown edge weights {weights!r}; choose one of {', '.join(WEIGHT_FORMATS)}.")
     if weights == "w8a16":
-        from .int8_weight_only import int8_weight_only_copy
-
         return int8_weight_only_copy(model)
     return int8_copy(model, INT8_SCOPES[weights]) if is_int8(weights) else model
 

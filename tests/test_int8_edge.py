@@ -23,7 +23,7 @@ def adapters(three_adapters) -> GeneratedLoRA:
 
 def _logits(model: nn.Module, edge: EdgeModel, text: str) -> torch.Tensor:
     with torch.inference_mode():
-        return model(edge.chat_input_ids(text)).logits[0, -1]
+        return model(edge.chat_input_ids(text)).logits[0, -1].float()  # bf16 copies compare in fp32
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -5,30 +5,13 @@ scales say (parity with a plain bf16 matmul), stays close to fp32, carries adapt
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
-from loragen_core import GeneratedLoRA, load_causal_lm
+from loragen_core import load_causal_lm
 from loragen_core.edge_runtime import EdgeModel
 from loragen_core.int8_weight_only import Int8WeightOnlyLinear, int8_weight_only_copy, quantize_per_channel
-
-PROMPTS = ["Detect the edges of image/abc.png", "Hi", "Generate a picture of a cat on a red chair, please."]
-BUDGET = 10
-
-
-@pytest.fixture(scope="module")
-def adapters(three_adapters) -> GeneratedLoRA:
-    return three_adapters
-
-
-def _logits(model: nn.Module, edge: EdgeModel, text: str) -> torch.Tensor:
-    with torch.inference_mode():
-        return model(edge.chat_input_ids(text)).logits[0, -1].float()
-
-
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(nn.functional.cosine_similarity(a, b, dim=0))
+from tests.test_int8_edge import BUDGET, PROMPTS, _cosine, _logits
 
 
 def test_per_channel_quantisation_round_trips_within_half_a_step():
@@ -64,31 +47,31 @@ def test_the_copy_leaves_the_fp32_model_exact_and_stays_close_to_it(tiny_dirs):
         assert _cosine(exact, approx) > 0.99
 
 
-def test_specialize_attaches_the_adapter_and_reset_removes_it(tiny_dirs, adapters):
+def test_specialize_attaches_the_adapter_and_reset_removes_it(tiny_dirs, three_adapters):
     edge = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16")
     fp32 = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])))
     plain = _logits(edge.decode_model, edge, PROMPTS[0])
-    edge.specialize(adapters.row(0))
+    edge.specialize(three_adapters.row(0))
     attached = _logits(edge.decode_model, edge, PROMPTS[0])
     assert not torch.equal(attached, plain)
-    fp32.specialize(adapters.row(0))
+    fp32.specialize(three_adapters.row(0))
     assert _cosine(_logits(fp32.model, fp32, PROMPTS[0]), attached) > 0.99  # int8 weights + hooks ≈ fp32 merged
-    edge.specialize(adapters.row(1))
-    edge.specialize(adapters.row(0))  # replacing, not stacking
+    edge.specialize(three_adapters.row(1))
+    edge.specialize(three_adapters.row(0))  # replacing, not stacking
     assert torch.equal(_logits(edge.decode_model, edge, PROMPTS[0]), attached)
     edge.reset()
     assert torch.equal(_logits(edge.decode_model, edge, PROMPTS[0]), plain)
 
 
-def test_rows_of_a_batch_decode_as_each_alone(tiny_dirs, adapters):
+def test_rows_of_a_batch_decode_as_each_alone(tiny_dirs, three_adapters):
     """Weight-only quantisation has no per-call activation scale, so (unlike dynamic int8) a batch
     with one adapter per row writes what each row writes alone with its adapter attached."""
     edge = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16")
     alone = []
     for i, text in enumerate(PROMPTS):
-        edge.specialize(adapters.row(i))
+        edge.specialize(three_adapters.row(i))
         completion = edge.complete(text, max_new_tokens=BUDGET)
         alone.append((completion.text, completion.new_tokens))
     edge.reset()
-    batched = edge.complete_batch(PROMPTS, adapter=adapters, max_new_tokens=BUDGET)
+    batched = edge.complete_batch(PROMPTS, adapter=three_adapters, max_new_tokens=BUDGET)
     assert [(c.text, c.new_tokens) for c in batched] == alone
