@@ -4,7 +4,7 @@ With no subcommand: the main job. On a fixed stratified subset (--items, default
 that matters: the shipped full-prompt LoRA (trained on the generator's data, reading every tool
 definition) against the shipped default mode (LoRA-Gen, nothing about the tools in context), both
 decoded as the agent serves them (the tool-call grammar), with the paired test; `--with-icl` adds the
-untrained in-context model. About 2.5 minutes on a 2-core CPU (2 min 18 s measured: results/main_job/).
+untrained in-context model. About 2.5 minutes on a 2-core CPU (2 min 08 s measured: results/main_job/).
 
     score       score a predictions file against the ground truth
     run         run one mode over the test set (resumable)
@@ -31,8 +31,8 @@ from .scorer import PredictionsError
 
 MAIN_JOB_ITEMS = 30
 MAIN_JOB_BATCH = 16  # throughput: the comparison fits in minutes (a batch's time per item is not a latency)
-# Measured per item and row on a 2-core EPYC (results/main_job/README.md): 2 min 18 s for 2 rows x 30 items at batch 16,
-# adapters generated, models loaded, the machine otherwise idle (2.3 s per item and row).
+# Measured per item and row (results/main_job/README.md): 2 min 18 s on a 2-core EPYC, 2 min 08 s on a 2-core Xeon, for
+# 2 rows x 30 items at batch 16, adapters generated, models loaded, the machine otherwise idle (2.1-2.3 s per item and row).
 SECONDS_PER_ITEM = 2.4
 DEFAULT_RUNS_DIR = Path("runs") / "gpt4tools"
 DEFAULT_RUN_MODE = "loragen"  # agent.modes.DEFAULT_MODE, the mode the agent, UI and LangChain model serve

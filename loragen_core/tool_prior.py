@@ -27,8 +27,10 @@ The same prior also weighs "another step?" once a tool has run (`steps=True`): a
 to use a tool?" after a call, P(Yes) is the prior mass of the tools not called yet (clipped to
 [0.02, 0.98]), multiplied in the same way. A request that wanted one tool is done once that tool ran
 (the small edge model otherwise often writes the same call twice); one whose mass is spread over a
-prerequisite and the tool it serves is not. Before any call the model alone decides whether a tool is
-needed. Everywhere else nothing changes.
+prerequisite and the tool it serves is not. Before any call, with `need=True`, the need prior weighs
+"a tool at all?": P(Yes) is a logistic in the request's best cosine (`needs_tool`), counted with its
+own weight (served: inf, SERVED_NEED_WEIGHT, so the embedder decides); without it the model alone
+decides. Everywhere else nothing changes.
 """
 
 from __future__ import annotations
