@@ -93,16 +93,17 @@ class LoRAGenRuntime:
 
     @classmethod
     def from_checkpoint(cls, generator_dir: str | Path | None, edge_model: str | None = None, edge_weights: str = "fp32",
-                        **kwargs) -> "LoRAGenRuntime":
+                        edge_decoder: str = "dynamic", **kwargs) -> "LoRAGenRuntime":
         """A runtime on a generator checkpoint (None: the shipped one); `edge_model` overrides the edge
-        model it names; `edge_weights="int8"` decodes with the int8 copy (loragen_core/int8.py)."""
+        model it names; `edge_weights="int8"` decodes with the int8 copy (loragen_core/int8.py);
+        `edge_decoder="compiled"` decodes through torch.compile (loragen_core/compiled_decoding.py)."""
         if generator_dir is None:
             generator, kwargs["trained"] = load_default_generator()
         else:
             generator = load_generator(generator_dir)
         edge = None
-        if edge_model or edge_weights != "fp32":
-            edge = EdgeModel(load_causal_lm(edge_model or generator.config.edge_model), weights=edge_weights)
+        if edge_model or edge_weights != "fp32" or edge_decoder != "dynamic":
+            edge = EdgeModel(load_causal_lm(edge_model or generator.config.edge_model), weights=edge_weights, decoder=edge_decoder)
         return cls(generator, edge, **kwargs)
 
     @property

@@ -21,8 +21,9 @@ import json
 import sys
 from pathlib import Path
 
-from loragen_core.errors import USER_ERRORS
+from loragen_core.compiled_decoding import EDGE_DECODERS
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS
+from loragen_core.errors import USER_ERRORS
 from loragen_core.int8 import WEIGHT_FORMATS
 
 from .data import DatasetError, load_test_items
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                               "attached as hooks (faster on a CPU, not the same tokens; batch 1 only); int8-mlp: only "
                               "the MLPs in int8, attention and lm_head in fp32; w8a16: int8 weights, bf16 activations "
                               "(decodes 1.2-1.45x fp32 on the 2-core Xeon but prefills slower; batches allowed; results/README.md has each one's SR).")
+
+    run_cmd.add_argument("--edge-decoder", choices=EDGE_DECODERS, default="dynamic",
+                         help="dynamic (eager, exact, default); compiled: batch-1 decode steps through a static KV cache and "
+                              "torch.compile (needs g++; each cache-length bucket compiles once, ~30 s; not the same tokens "
+                              "as dynamic; results/README.md has its speed and SR).")
 
     fit_cmd = commands.add_parser(
         "fit-need-prior", help="Fit the tool prior's P(a tool is needed) on built training data (never the test set).",
@@ -247,7 +253,7 @@ def _run(args) -> int:
     config = RunConfig(
         mode=mode, out=out, data=args.data, limit=args.limit, adapter=args.adapter, prompt=args.prompt,
         generator=args.generator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        edge_weights=args.edge_weights, tool_prior_weight=prior_weight(args, served),
+        edge_weights=args.edge_weights, edge_decoder=args.edge_decoder, tool_prior_weight=prior_weight(args, served),
         need_prior_weight=prior_weight(args, served, "need_prior_weight"), **decoding,
     )
     summary = run(config)
@@ -316,7 +322,7 @@ def _add_bench_command(commands) -> None:
     # Defaults live in BenchConfig; None here means "its default", so this parser need not import torch.
     bench = commands.add_parser(
         "bench", help="Benchmark serving: icl, icl_prefix_cache, loragen, peft_unmerged, the int8 modes and the w8a16 trio (interleaved).",
-        description="Six serving modes on the same items, interleaved; writes bench.json, bench.md and bench.png "
+        description="Nine serving modes on the same items, interleaved; writes bench.json, bench.md and bench.png "
         "(eval_gpt4tools/bench.py explains each mode and phase).",
     )
     bench.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="GPT4Tools test JSON (default: ../shared/data/gpt4tools/).")
@@ -328,6 +334,9 @@ def _add_bench_command(commands) -> None:
                        help="Every mode writes exactly N tokens (EOS suppressed): latency at equal output length, "
                             "the like-for-like comparison (default: each mode writes what it writes).")
     bench.add_argument("--decoders", help="KV-cache strategies to try, comma-separated (default dynamic,static,compiled).")
+    bench.add_argument("--w8a16-decoder", choices=("dynamic", "static", "compiled"),
+                       help="KV-cache strategy of the three w8a16 modes (default compiled: they are not the exact path, "
+                            "so the tuning's same-tokens rule does not choose for them).")
     bench.add_argument("--threads", help="Thread counts to try, e.g. 1,2 (default: 1, torch's default and all cores).")
     bench.add_argument("--finetune-data", type=Path, help="Training JSON lines for the LoRA fine-tuning speed measurement "
                        "(default runs/data/gpt4tools-train/train.jsonl; 'none' skips it).")
@@ -339,7 +348,7 @@ def _bench(args) -> int:
     from .bench import BenchConfig, run_bench
 
     load_test_items(args.data)  # fail fast, with where to get it, before loading any model
-    names = ("out", "limit", "generator", "max_new_tokens", "equal_length", "finetune_steps", "finetune_steps_assumed")
+    names = ("out", "limit", "generator", "max_new_tokens", "equal_length", "finetune_steps", "finetune_steps_assumed", "w8a16_decoder")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}  # absent: BenchConfig's default
     if args.decoders:
         options["decoders"] = tuple(d for d in args.decoders.split(",") if d)

@@ -170,7 +170,8 @@ def markdown_report(results: dict) -> str:
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['torch']}, transformers "
         f"{m['transformers']}; threads {m['threads_used']}; load average at start {m['load_average_at_start']}.",
-        f"{results['n_items']} GPT4Tools test items, modes interleaved; decoder `{decoding['chosen']['decoder']}`; "
+        f"{results['n_items']} GPT4Tools test items, modes interleaved; decoder `{decoding['chosen']['decoder']}` "
+        f"(w8a16 modes: `{results['config'].get('w8a16_decoder', 'dynamic')}`); "
         f"generator: {GENERATOR_STATE[results['generator_trained']]}.",
         _length_rule(results["config"]),
         "",

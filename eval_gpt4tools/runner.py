@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from loragen_core import chat_format
 from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_default_generator, load_generator
+from loragen_core.compiled_decoding import EDGE_DECODERS
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.int8 import WEIGHT_FORMATS, is_int8, is_quantised
 from loragen_core.resumable_run import RunSummary, open_resumable_run
@@ -81,6 +82,7 @@ class RunConfig:
     need_prior: bool = False  # with the tool prior: weigh the first "do I need a tool?" by how well the best tool matches
     need_prior_weight: float = 1.0  # 1: need prior × model; inf: the need prior alone decides
     edge_weights: str = "fp32"  # int8, int8-mlp, w8a16: decode with a quantised copy (loragen_core/int8.py)
+    edge_decoder: str = "dynamic"  # compiled: batch-1 decode through static caches and torch.compile (loragen_core/compiled_decoding.py)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -108,6 +110,10 @@ class RunConfig:
         if is_int8(self.edge_weights) and self.batch_size > 1:
             # int8 activations are scaled per call over all rows, so a batch would change each row's numbers
             raise RunConfigError(f"--edge-weights {self.edge_weights} decodes one item at a time (activation scales span the batch); drop --batch-size.")
+        if self.edge_decoder not in EDGE_DECODERS:
+            raise RunConfigError(f"--edge-decoder must be one of {', '.join(EDGE_DECODERS)}, not {self.edge_decoder!r}.")
+        if self.edge_decoder == "compiled" and self.batch_size > 1:
+            raise RunConfigError("--edge-decoder compiled is a batch-1 path (one static cache per request); drop --batch-size.")
         if self.prompt not in ("full", "edge"):
             raise RunConfigError(f"--prompt must be full or edge, not {self.prompt!r}.")
 
@@ -115,6 +121,7 @@ class RunConfig:
     def label(self) -> str:
         label = f"lora ({self.prompt} prompt)" if self.mode == "lora" else self.mode
         label = label + f" + {self.edge_weights}" if is_quantised(self.edge_weights) else label
+        label = label + f" + {self.edge_decoder} decoder" if self.edge_decoder != "dynamic" else label
         weights = ([f"weight {self.tool_prior_weight:g}"] if self.tool_prior_weight != 1 else []) + (
             [f"need weight {self.need_prior_weight:g}"] if self.need_prior_weight != 1 else [])
         prior = (" + tool prior" + (" and step prior" if self.step_prior else "") + (" and need prior" if self.need_prior else "")
@@ -149,6 +156,8 @@ class RunConfig:
             identity["need_prior_weight"] = str(self.need_prior_weight)
         if self.edge_weights != "fp32":
             identity["edge_weights"] = self.edge_weights
+        if self.edge_decoder != "dynamic":
+            identity["edge_decoder"] = self.edge_decoder
         if chat_format.EDGE_SYSTEM_PROMPT is not None:  # runs in the template's default format keep their identity
             identity["edge_system_prompt"] = chat_format.EDGE_SYSTEM_PROMPT
         return identity
@@ -205,9 +214,9 @@ def _run_items(config: RunConfig, todo: list[dict], done: dict, log_path: Path) 
     if config.mode in ("loragen", "loragen-names"):
         generator, _ = (load_generator(config.generator), True) if config.generator else load_default_generator()
         service = AdapterService(generator)
-        edge = EdgeModel(load_causal_lm(generator.config.edge_model), weights=config.edge_weights)
+        edge = EdgeModel(load_causal_lm(generator.config.edge_model), weights=config.edge_weights, decoder=config.edge_decoder)
     else:
-        edge = EdgeModel(load_causal_lm(), weights=config.edge_weights)
+        edge = EdgeModel(load_causal_lm(), weights=config.edge_weights, decoder=config.edge_decoder)
         if config.mode == "lora":
             edge.specialize(GeneratedLoRA.from_pretrained(config.adapter))
 

@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass
 
 import torch
-from transformers import CompileConfig, StaticCache, StoppingCriteriaList
+from transformers import StaticCache, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from loragen_core.compiled_decoding import compile_config
 from loragen_core.edge_runtime import RowEnds, greedy_generate
 from loragen_core.prefix_cache import rewind
 
@@ -63,13 +64,6 @@ class _FirstTokenClock(BaseStreamer):
         pass
 
 
-
-def _compile_config() -> CompileConfig:
-    config = CompileConfig(mode="default", fullgraph=False, dynamic=False)
-    config._compile_all_devices = True  # transformers compiles only on accelerators unless told
-    return config
-
-
 class Decoder:
     """Runs timed generations for one model with one KV-cache strategy.
 
@@ -87,7 +81,7 @@ class Decoder:
         self.kind = kind
         self.cache_length = cache_length
         self.static_cache = StaticCache(config=model.config, max_cache_len=cache_length) if kind != "dynamic" else None
-        self.compile_config = _compile_config() if kind == "compiled" else None
+        self.compile_config = compile_config() if kind == "compiled" else None
 
     def fresh_cache(self):
         """The cache a request without a prefix starts from (None: generate makes a DynamicCache)."""

@@ -14,7 +14,11 @@ write (loragen_core/constrained.py); the rule above is unchanged, applied to the
 `weights="int8"` decodes with an int8 copy of the model (loragen_core/int8.py: about twice the CPU
 decode speed, not the same tokens), `weights="w8a16"` with an int8 weight-only copy computing in bf16
 (loragen_core/int8_weight_only.py); the adapter is then attached to that copy functionally instead
-of merged. The default, fp32, is the exact path.
+of merged (through fixed slots, loragen_core/adapter_slots.py). The default, fp32, is the exact path.
+
+`decoder="compiled"` runs `complete`'s decode steps through a static KV cache and one compiled graph
+per cache-length bucket (loragen_core/compiled_decoding.py): faster per token, not the same tokens,
+the first request of each bucket compiles (~30 s). Batches (`complete_batch`) always decode eagerly.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +37,9 @@ from transformers.generation.streamers import BaseStreamer
 from tools.gpt4tools_format import FINAL_ANSWER_DONE
 
 from .adapter import GeneratedLoRA
+from .adapter_slots import AdapterSlots
 from .chat_format import chat_ids
+from .compiled_decoding import EDGE_DECODERS, StaticCaches
 from .constrained import GrammarCompiler, GrammarConstraint, GrammarLogitsProcessor
 from .int8 import WEIGHT_FORMATS, decode_copy, is_quantised
 from .model_loading import LoadedModel
@@ -173,11 +179,16 @@ class EdgeModel:
     `weights`: "fp32" decodes with `model` itself (exact); "int8" (all Linear layers), "int8-mlp"
     (the MLPs only) or "w8a16" (int8 weights, bf16 activations) with `decode_model`, a copy made once
     here, to which `specialize` attaches the adapter as forward hooks (`model` then never changes).
+
+    `decoder`: "dynamic" (eager, transformers' DynamicCache: exact) or "compiled" (batch-1 `complete`
+    through static caches and torch.compile; see the module docstring).
     """
 
-    def __init__(self, loaded: LoadedModel, weights: str = "fp32"):
+    def __init__(self, loaded: LoadedModel, weights: str = "fp32", decoder: str = "dynamic"):
         if weights not in WEIGHT_FORMATS:
             raise ValueError(f"Unknown edge weights {weights!r}; choose one of {', '.join(WEIGHT_FORMATS)}.")
+        if decoder not in EDGE_DECODERS:
+            raise ValueError(f"Unknown edge decoder {decoder!r}; choose one of {', '.join(EDGE_DECODERS)}.")
         if is_quantised(weights) and loaded.model.device.type != "cpu":
             raise ValueError(f"{weights} edge weights are a CPU decode path; the model is on {loaded.model.device}: use fp32.")
         self.model = loaded.model
@@ -187,7 +198,9 @@ class EdgeModel:
         self.decode_model = decode_copy(loaded.model, weights)
         self.lock = threading.RLock()
         self.active_adapter: str | None = None  # content hash of the merged (or, int8, attached) adapter
-        self._attached = ExitStack()  # int8: the hooks of the attached adapter
+        self._slots = AdapterSlots(self.decode_model) if is_quantised(weights) else None  # quantised: the attached adapter
+        self.decoder = decoder
+        self._static_caches = StaticCaches(self.decode_model) if decoder == "compiled" else None
         self._grammars: GrammarCompiler | None = None
 
     @property
@@ -257,10 +270,11 @@ class EdgeModel:
                 criteria.append(_CallerStop(should_stop))
             streamer = _CallbackStreamer(self.tokenizer, on_text, stop) if on_text else None
             processors = self._grammar_processors([grammar], prompt_length, [tool_prior])
+            compiled = self._static_caches.generate_options(prompt_length + max_new_tokens) if self._static_caches else {}
             start = time.perf_counter()
             output = greedy_generate(self.decode_model, self.tokenizer, input_ids, torch.ones_like(input_ids), max_new_tokens,
                                      stopping_criteria=StoppingCriteriaList(criteria), logits_processor=processors,
-                                     streamer=streamer)
+                                     streamer=streamer, **compiled)
             seconds = time.perf_counter() - start
         new = output[0, prompt_length:]
         text = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), stop)
@@ -351,10 +365,8 @@ class EdgeModel:
         adapter_hash = adapter_hash or adapter.content_hash()
         with self.lock:
             start = time.perf_counter()
-            if is_quantised(self.weights):
-                self._attached.close()
-                adapter._require_single()
-                self._attached.enter_context(adapter.applied_to(self.decode_model))
+            if self._slots is not None:
+                self._slots.load(adapter)
             else:
                 adapter.merge_into(self.model)
             seconds = time.perf_counter() - start
@@ -363,8 +375,8 @@ class EdgeModel:
 
     def reset(self) -> None:
         with self.lock:
-            if is_quantised(self.weights):
-                self._attached.close()
+            if self._slots is not None:
+                self._slots.clear()
             else:
                 GeneratedLoRA.unmerge_from(self.model)
             self.active_adapter = None

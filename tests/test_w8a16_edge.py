@@ -33,6 +33,17 @@ def test_the_int8_linear_equals_a_bf16_matmul_of_its_dequantised_weight():
     assert _cosine(out.float().flatten(), linear(x).flatten().detach()) > 0.999
 
 
+def test_prompts_multiply_with_the_shared_fp32_weight_and_decode_steps_with_int8():
+    linear = nn.Linear(64, 24, bias=True)
+    layer = Int8WeightOnlyLinear(linear, prefill_weight=linear.weight)
+    assert layer.prefill_weight.data_ptr() == linear.weight.data_ptr(), "shared, not copied"
+    assert "prefill_weight" not in dict(layer.named_buffers()) and not list(layer.parameters())
+    prompt, step = torch.randn(2, 5, 64), torch.randn(2, 1, 64)
+    exact = nn.functional.linear(prompt, linear.weight, linear.bias.bfloat16().float()).bfloat16()
+    assert torch.equal(layer(prompt), exact)
+    assert torch.equal(layer(step), Int8WeightOnlyLinear(linear)(step))  # one position per row: the int8 kernel
+
+
 def test_the_copy_leaves_the_fp32_model_exact_and_stays_close_to_it(tiny_dirs):
     loaded = load_causal_lm(str(tiny_dirs["edge"]))
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}

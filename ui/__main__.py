@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 
+from loragen_core.compiled_decoding import EDGE_DECODERS
 from loragen_core.errors import user_errors
 from loragen_core.int8 import WEIGHT_FORMATS
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="fp32 (exact, default); int8: decode with an int8 copy of the edge model, faster on a "
                              "CPU, not the same tokens; int8-mlp: only the MLPs in int8; w8a16: int8 weights, bf16 "
                              "activations, faster decode, slower prefill (results/README.md has their SR and speed).")
+    parser.add_argument("--edge-decoder", choices=EDGE_DECODERS, default="dynamic",
+                        help="dynamic (eager, exact, default); compiled: decode steps through torch.compile, faster per "
+                             "token, not the same tokens; needs g++, and the first reply of each prompt length compiles (~30 s).")
     args = parser.parse_args(argv)
     if args.edge_model and not args.generator:
         parser.error("--edge-model needs --generator (the shipped generator is made for the default edge model)")
@@ -36,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         from .app import build_app
 
         print("Loading the generator and the edge model...", flush=True)
-        if args.generator or args.edge_weights != "fp32":
-            runtime = LoRAGenRuntime.from_checkpoint(args.generator, args.edge_model, edge_weights=args.edge_weights)
+        if args.generator or args.edge_weights != "fp32" or args.edge_decoder != "dynamic":
+            runtime = LoRAGenRuntime.from_checkpoint(args.generator, args.edge_model, edge_weights=args.edge_weights,
+                                                     edge_decoder=args.edge_decoder)
         else:
             runtime = LoRAGenRuntime.default()
         if not runtime.trained:

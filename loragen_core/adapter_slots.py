@@ -1,0 +1,82 @@
+"""One adapter attached to a quantised decode copy through fixed, reusable slots.
+
+The int8 and w8a16 copies cannot take a merge (their weights are quantised), so an adapter reaches
+them as a forward hook per LoRA target: y = W_q x + scale·B(A x). `apply_lora_functionally` makes new
+hook closures for every adapter, which is right for training and per-row batches, but a compiled
+decode step (torch.compile) guards on the hooks: each new adapter would be a new graph, ~30 s of
+compilation, and after eight the compiler gives up.
+
+Slots keep what the compiled graph sees fixed: each target module gets two tensors (A, and scale·B)
+allocated once, and one module-level hook function. Loading another adapter copies its factors into
+the same tensors in place (same shapes, same addresses), so the graph compiled for the first adapter
+serves every later one. `clear()` removes the hooks (the base model decodes without the LoRA GEMVs);
+loading again re-installs the same function over the same tensors, which the compiler's cached graph
+for that state matches.
+
+The LoRA part is computed in fp32, as `apply_lora_functionally` does, so the numbers equal the hook
+path up to where the scale is applied (folded into B here).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .adapter import GeneratedLoRA
+
+_A, _B = "_loragen_slot_a", "_loragen_slot_b"
+
+
+def _slot_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+    a, b = getattr(module, _A), getattr(module, _B)
+    delta = torch.matmul(torch.matmul(inputs[0].to(a.dtype), a.t()), b.t())
+    return output + delta.to(output.dtype)
+
+
+class AdapterSlots:
+    """Attach one adapter at a time to `model` (a quantised decode copy) without changing the
+    module tree or the tensors a compiled graph reads."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self._handles: list = []
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    @torch.no_grad()
+    def load(self, adapter: GeneratedLoRA) -> None:
+        """Attach `adapter` (replacing the attached one), copying its factors into the slots."""
+        adapter._require_single()
+        modules = dict(self.model.named_modules())
+        missing = sorted(set(adapter.lora_a) - set(modules))
+        if missing:
+            raise ValueError(f"The adapter targets modules this model lacks: {', '.join(missing[:3])}.")
+        if set(adapter.lora_a) != set(self._targets()) and self._targets():
+            self.clear()
+            for name in self._targets():  # another target set: start from empty slots
+                delattr(modules[name], _A)
+                delattr(modules[name], _B)
+        for name, a in adapter.lora_a.items():
+            module = modules[name]
+            a = a[0].to(torch.float32)
+            b = adapter.lora_b[name][0].to(torch.float32) * adapter.scale
+            slot_a, slot_b = getattr(module, _A, None), getattr(module, _B, None)
+            if slot_a is None or slot_a.shape != a.shape or slot_b.shape != b.shape:
+                setattr(module, _A, a.clone())  # a new rank: new tensors (and, once, a new graph)
+                setattr(module, _B, b.clone())
+            else:
+                slot_a.copy_(a)
+                slot_b.copy_(b)
+        if not self.attached:
+            self._handles = [modules[name].register_forward_hook(_slot_hook) for name in adapter.lora_a]
+
+    def clear(self) -> None:
+        """Detach: the model decodes with its own weights again (the slot tensors are kept for reuse)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _targets(self) -> list[str]:
+        return [name for name, module in self.model.named_modules() if hasattr(module, _A)]
