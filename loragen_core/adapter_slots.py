@@ -9,9 +9,10 @@ compilation, and after eight the compiler gives up.
 Slots keep what the compiled graph sees fixed: each target module gets two tensors (A, and scale·B)
 allocated once, and one module-level hook function. Loading another adapter copies its factors into
 the same tensors in place (same shapes, same addresses), so the graph compiled for the first adapter
-serves every later one. `clear()` removes the hooks (the base model decodes without the LoRA GEMVs);
-loading again re-installs the same function over the same tensors, which the compiler's cached graph
-for that state matches.
+serves every later one. `clear()` zeroes the slots and leaves the hooks in place: W x + 0 is exactly
+W x, and a compiled graph never sees its hooks come and go (by default the compiler does not even
+check, torch._dynamo.config.skip_nnmodule_hook_guards: a graph compiled without the hooks would go on
+ignoring them; compiled_decoding.py turns that check on for the first installation).
 
 The LoRA part is computed in fp32, as `apply_lora_functionally` does, so the numbers equal the hook
 path up to where the scale is applied (folded into B here).
@@ -42,7 +43,7 @@ class AdapterSlots:
         self._handles: list = []
 
     @property
-    def attached(self) -> bool:
+    def installed(self) -> bool:
         return bool(self._handles)
 
     @torch.no_grad()
@@ -54,8 +55,10 @@ class AdapterSlots:
         if missing:
             raise ValueError(f"The adapter targets modules this model lacks: {', '.join(missing[:3])}.")
         if set(adapter.lora_a) != set(self._targets()) and self._targets():
-            self.clear()
-            for name in self._targets():  # another target set: start from empty slots
+            for handle in self._handles:  # another target set: start from empty slots
+                handle.remove()
+            self._handles = []
+            for name in self._targets():
                 delattr(modules[name], _A)
                 delattr(modules[name], _B)
         for name, a in adapter.lora_a.items():
@@ -69,14 +72,16 @@ class AdapterSlots:
             else:
                 slot_a.copy_(a)
                 slot_b.copy_(b)
-        if not self.attached:
+        if not self.installed:
             self._handles = [modules[name].register_forward_hook(_slot_hook) for name in adapter.lora_a]
 
+    @torch.no_grad()
     def clear(self) -> None:
-        """Detach: the model decodes with its own weights again (the slot tensors are kept for reuse)."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        """Detach: zero the slots, so the model computes exactly its own weights' output."""
+        modules = dict(self.model.named_modules())
+        for name in self._targets():
+            getattr(modules[name], _A).zero_()
+            getattr(modules[name], _B).zero_()
 
     def _targets(self) -> list[str]:
         return [name for name, module in self.model.named_modules() if hasattr(module, _A)]

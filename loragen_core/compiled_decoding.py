@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 
+import torch
 from transformers import CompileConfig, StaticCache
 
 from .prefix_cache import rewind
@@ -30,7 +31,13 @@ MIN_BUCKET = 256
 
 def compile_config() -> CompileConfig:
     """transformers' compile settings for the decode step, also on CPU (it compiles only on
-    accelerators unless told)."""
+    accelerators unless told).
+
+    Also makes the compiler check forward hooks (process-wide): by default it assumes they never
+    change, so a graph compiled before an adapter's hooks were installed would silently decode
+    without the adapter (seen: the first token, from the eager prefill, followed the adapter, the rest
+    did not). Adapter slots install their hooks once and keep them, so this costs one recompile."""
+    torch._dynamo.config.skip_nnmodule_hook_guards = False
     config = CompileConfig(mode="default", fullgraph=False, dynamic=False)
     config._compile_all_devices = True
     return config

@@ -52,14 +52,24 @@ def test_slots_compute_what_the_hooks_compute_and_swap_in_place(tiny_dirs, three
 
 @needs_compiler
 def test_compiled_decoding_writes_what_eager_writes_and_reuses_its_graph(tiny_dirs, three_adapters):
+    """First without an adapter (so a graph exists before any hook), then two adapters: the compiled
+    model must follow each adapter (a graph that ignored hooks installed after it was compiled would
+    not), and the second adapter must reuse the first one's graph."""
     torch._dynamo.reset()
     eager = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16")
     compiled = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16", decoder="compiled")
-    graphs = []
-    for i, text in enumerate(PROMPTS[:2]):
+    text = PROMPTS[0]
+    plain = compiled.complete(text, max_new_tokens=BUDGET).text
+    assert plain == eager.complete(text, max_new_tokens=BUDGET).text
+    graphs, answers = [], []
+    for i in range(2):
         for edge in (eager, compiled):
             edge.specialize(three_adapters.row(i))
-        assert compiled.complete(text, max_new_tokens=BUDGET).text == eager.complete(text, max_new_tokens=BUDGET).text
+        answers.append(compiled.complete(text, max_new_tokens=BUDGET).text)
+        assert answers[-1] == eager.complete(text, max_new_tokens=BUDGET).text
         graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    assert all(answer != plain for answer in answers), "each adapter changes what the model writes"
     assert graphs[0] > 0, "the decode step was compiled"
     assert graphs[1] == graphs[0], "the second adapter reused the first one's graph"
+    compiled.reset()
+    assert compiled.complete(text, max_new_tokens=BUDGET).text == plain
