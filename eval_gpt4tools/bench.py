@@ -169,8 +169,8 @@ class Servers:
         self.peft_base = load_causal_lm(edge_name).model
         self.int8 = EdgeModel(load_causal_lm(edge_name), weights="int8")
         self.int8_mlp = EdgeModel(load_causal_lm(edge_name), weights="int8-mlp")
-        self.w8a16 = EdgeModel(load_causal_lm(edge_name), weights="w8a16")  # specialised only inside loragen_w8a16's requests
-        self.w8a16_adapter: GeneratedLoRA | None = None
+        self.w8a16 = EdgeModel(load_causal_lm(edge_name), weights="w8a16")  # icl_w8a16, icl_prefix_cache_w8a16: never specialised
+        self.w8a16_lora = EdgeModel(load_causal_lm(edge_name), weights="w8a16")  # loragen_w8a16: the item's adapter attached
         self.prefixes_w8a16 = PrefixCacheStore(self.w8a16.decode_model)  # bf16 KV
         self.w8a16_model_bytes = int8_weight_only_nbytes(self.w8a16.decode_model)
         self.int8_weight_bytes = int8_nbytes(self.int8.decode_model)  # fixed for the process
@@ -193,9 +193,9 @@ class Servers:
         # Kept across calls (a compiled graph per cache length and adapter state); the edge prompt gets
         # its own, shorter, cache, as in EdgeModel's length buckets.
         w8a16_kind = self.config.w8a16_decoder
-        for key, length in (("w8a16", full_length), ("w8a16_edge", edge_length)):
+        for key, edge, length in (("w8a16", self.w8a16, full_length), ("w8a16_edge", self.w8a16_lora, edge_length)):
             if self.decoders.get(key) is None or self.decoders[key].kind != w8a16_kind or self.decoders[key].cache_length != length:
-                self.decoders[key] = Decoder(self.w8a16.decode_model, tokenizer, w8a16_kind, length)
+                self.decoders[key] = Decoder(edge.decode_model, tokenizer, w8a16_kind, length)
 
     def base_decoder(self, kind: str, full_length: int) -> Decoder:
         key = f"base:{kind}"
@@ -218,9 +218,7 @@ class Servers:
         peft_load_s, file_bytes = self._load_into_peft(adapter, index)
         int8_attach_s = self.int8.specialize(adapter, cold.adapter_hash)
         self.int8_mlp.specialize(adapter, cold.adapter_hash)
-        self.w8a16_adapter = adapter  # attached for each loragen_w8a16 request, so icl_w8a16 reads the base weights
-        w8a16_attach_s = self.w8a16.specialize(adapter, cold.adapter_hash)
-        self.w8a16.reset()
+        w8a16_attach_s = self.w8a16_lora.specialize(adapter, cold.adapter_hash)  # requantises the int8 weights (adapter_slots.py)
 
         split = split_chat_prompt(self.base.tokenizer, item["instruction"])
         start = time.perf_counter()
@@ -282,11 +280,7 @@ class Servers:
         edge_text = split_prompt(item["instruction"]).edge_prompt
         if mode == "loragen_w8a16":
             decoder = self.decoders["w8a16_edge"]
-            self.w8a16.specialize(self.w8a16_adapter, "bench")  # a copy into the slots, inside the timed request
-            try:
-                return decoder.generate(self.merged.chat_input_ids(edge_text), started, budget, decoder.fresh_cache(), exact)
-            finally:
-                self.w8a16.reset()
+            return decoder.generate(self.merged.chat_input_ids(edge_text), started, budget, decoder.fresh_cache(), exact)
         decoder = self.decoders[{"loragen": "merged", "peft_unmerged": "peft", "loragen_int8": "int8", "loragen_int8_mlp": "int8_mlp"}[mode]]
         return decoder.generate(self.merged.chat_input_ids(edge_text), started, budget, decoder.fresh_cache(), exact)
 

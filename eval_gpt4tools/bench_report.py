@@ -205,7 +205,7 @@ def markdown_report(results: dict) -> str:
         "remerge_s": "loragen: merge after a restore (s)",
         "peft_load_s": "peft_unmerged: load the adapter's weights (s)",
         "int8_attach_s": "loragen_int8: attach the adapter to the int8 copy (s)",
-        "w8a16_attach_s": "loragen_w8a16: attach the adapter to the w8a16 copy (s)",
+        "w8a16_attach_s": "loragen_w8a16: attach the adapter to the w8a16 copy, int8 weights requantised (s)",
         "prefix_prefill_s": "icl_prefix_cache: prefill the system prompt (s)",
     }
     lines += [f"| {label} | {spec[key]['median']:.3f} | {spec[key]['p90']:.3f} |" for key, label in names.items()]

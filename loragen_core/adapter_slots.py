@@ -16,6 +16,14 @@ ignoring them; compiled_decoding.py turns that check on for the first installati
 
 The LoRA part is computed in fp32, as `apply_lora_functionally` does, so the numbers equal the hook
 path up to where the scale is applied (folded into B here).
+
+On the w8a16 copy (`Int8WeightOnlyLinear`) the adapter also goes into the int8 weights: each target's
+int8 weight is quantised again from its fp32 weight + scale·B·A (in place, ~100 ms for SmolLM2's 90
+MLP matrices; `clear` quantises the fp32 weight alone again, bit-exact). Decode steps (one position
+per row) then skip the LoRA matmuls, which were ~20% of a compiled step (180 small GEMVs, profiled);
+prompts, which prefill through the fp32 weights, still add the LoRA from the slots. The adapter's
+change to each weight is then rounded with it to the int8 grid: the SR this costs is measured
+(results/README.md).
 """
 
 from __future__ import annotations
@@ -24,13 +32,17 @@ import torch
 from torch import nn
 
 from .adapter import GeneratedLoRA
+from .int8_weight_only import Int8WeightOnlyLinear
 
 _A, _B = "_loragen_slot_a", "_loragen_slot_b"
 
 
 def _slot_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+    x = inputs[0]
+    if x.shape[-2] == 1 and isinstance(module, Int8WeightOnlyLinear):
+        return output  # a decode step: the int8 weight holds the adapter already (requantised)
     a, b = getattr(module, _A), getattr(module, _B)
-    delta = torch.matmul(torch.matmul(inputs[0].to(a.dtype), a.t()), b.t())
+    delta = torch.matmul(torch.matmul(x.to(a.dtype), a.t()), b.t())
     return output + delta.to(output.dtype)
 
 
@@ -72,16 +84,21 @@ class AdapterSlots:
             else:
                 slot_a.copy_(a)
                 slot_b.copy_(b)
+            if isinstance(module, Int8WeightOnlyLinear):
+                module.requantize(torch.mm(b, a))
         if not self.installed:
             self._handles = [modules[name].register_forward_hook(_slot_hook) for name in adapter.lora_a]
 
     @torch.no_grad()
     def clear(self) -> None:
-        """Detach: zero the slots, so the model computes exactly its own weights' output."""
+        """Detach: zero the slots (and restore requantised weights), so the model computes exactly
+        its own weights' output."""
         modules = dict(self.model.named_modules())
         for name in self._targets():
             getattr(modules[name], _A).zero_()
             getattr(modules[name], _B).zero_()
+            if isinstance(modules[name], Int8WeightOnlyLinear):
+                modules[name].requantize()
 
     def _targets(self) -> list[str]:
         return [name for name, module in self.model.named_modules() if hasattr(module, _A)]

@@ -12,14 +12,17 @@ Why: batch-1 decode reads every weight once per token. On this project's 2-core 
 the fp32 matmuls of one token (SmolLM2-135M, 30 layers and lm_head) take 27.9 ms at 19 GB/s, a
 ceiling of 36 tokens/s before anything else runs; the same matmuls with int8 weights and bf16
 activations take 15.8 ms. bf16 weights alone are slower here (36 ms: the bf16 GEMV kernel reaches
-7.5 GB/s), and int8 weights with fp32 activations take a slow path (99 ms). In the whole model the
-gain is smaller (results/README.md, "Serving benchmark"): decode 1.2-1.45x fp32's, prefill slower
-(the kernel is made for one row at a time), SR 88.0 against 90.0 on 100 items. An opt-in speed
-option, never the default.
+7.5 GB/s), and int8 weights with fp32 activations take a slow path (99 ms). In eager mode the whole
+model gains less (decode 1.2-1.45x fp32's), as the ~400 small kernels of a step cost their dispatch;
+with the compiled decoder (compiled_decoding.py) the step's overhead goes and the int8 weights pay
+(results/README.md, "Serving benchmark", gives the measured speed and SR). Prompts prefill through the
+fp32 weights (see `Int8WeightOnlyLinear`). An opt-in speed option, never the default.
 
-Adapters reach the copy functionally (forward hooks, lora_math.apply_lora_functionally), the LoRA
-part in fp32: no re-quantisation per adapter, so attaching one costs about a millisecond, and a
-batch may carry one adapter per row. The fp32 model is not changed: it stays the exact path.
+Adapters reach the copy functionally, the LoRA part in fp32: through fixed slots for the one attached
+adapter (adapter_slots.py, what a compiled graph needs), as forward hooks per row for a batch
+(lora_math.apply_lora_functionally). No re-quantisation per adapter, so attaching one costs a few
+milliseconds, and a batch may carry one adapter per row. The fp32 model is not changed: it stays the
+exact path.
 """
 
 from __future__ import annotations
@@ -70,6 +73,18 @@ class Int8WeightOnlyLinear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
+
+    @torch.no_grad()
+    def requantize(self, delta: torch.Tensor | None = None) -> None:
+        """Quantise the int8 weight again from the fp32 one plus `delta` (an adapter's scale·B·A), in
+        place: the same tensors, so a compiled graph goes on reading them. `delta=None` restores the
+        original int8 weight bit for bit (the same fp32 weight through the same rounding)."""
+        if self.prefill_weight is None:
+            raise ValueError("This int8 layer keeps no fp32 weight to quantise from (built with fp32_prefill=False).")
+        weight = self.prefill_weight if delta is None else self.prefill_weight + delta
+        quantized, scales = quantize_per_channel(weight)
+        self.weight_int8.copy_(quantized)
+        self.scales.copy_(scales.to(ACTIVATION_DTYPE))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights, bf16 activations"

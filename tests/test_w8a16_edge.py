@@ -74,6 +74,25 @@ def test_specialize_attaches_the_adapter_and_reset_removes_it(tiny_dirs, three_a
     assert torch.equal(_logits(edge.decode_model, edge, PROMPTS[0]), plain)
 
 
+def test_an_attached_adapter_is_requantised_into_the_int8_weights_and_reset_restores_them(tiny_dirs, three_adapters):
+    """Decode steps (one position) read the adapter from the int8 weights: what a copy quantised from
+    the merged fp32 model computes; reset quantises the plain fp32 weights again, bit for bit."""
+    edge = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16")
+    int8 = {n: m.weight_int8.clone() for n, m in edge.decode_model.named_modules() if isinstance(m, Int8WeightOnlyLinear)}
+    adapter = three_adapters.row(0)
+    edge.specialize(adapter)
+    changed = {n for n, m in edge.decode_model.named_modules() if n in int8 and not torch.equal(m.weight_int8, int8[n])}
+    assert changed and changed <= set(adapter.lora_a), "only the adapter's targets change"
+    merged = load_causal_lm(str(tiny_dirs["edge"]))
+    adapter.merge_into(merged.model)
+    reference = int8_weight_only_copy(merged.model)
+    step = torch.tensor([[5]])  # one position: the int8 path, no prefill through fp32
+    with torch.inference_mode():
+        assert torch.allclose(edge.decode_model(step).logits, reference(step).logits, atol=0.05, rtol=0.02)
+    edge.reset()
+    assert all(torch.equal(m.weight_int8, int8[n]) for n, m in edge.decode_model.named_modules() if n in int8)
+
+
 def test_rows_of_a_batch_decode_as_each_alone(tiny_dirs, three_adapters):
     """Weight-only quantisation has no per-call activation scale, so (unlike dynamic int8) a batch
     with one adapter per row writes what each row writes alone with its adapter attached."""
