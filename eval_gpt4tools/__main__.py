@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="fp32 (exact, default); int8: decode with an int8 copy of the edge model, the adapter "
                               "attached as hooks (faster on a CPU, not the same tokens; batch 1 only); int8-mlp: only "
                               "the MLPs in int8, attention and lm_head in fp32; w8a16: int8 weights, bf16 activations "
-                              "(decodes 1.2-1.45x fp32 on the 2-core Xeon but prefills slower; batches allowed; results/README.md has each one's SR).")
+                              "(prompts prefill in fp32; with --edge-decoder compiled it decodes 1.8x fp32 eager on the 2-core Xeon; batches allowed; "
+                              "results/README.md has each one's SR).")
 
     run_cmd.add_argument("--edge-decoder", choices=EDGE_DECODERS, default="dynamic",
                          help="dynamic (eager, exact, default); compiled: batch-1 decode steps through a static KV cache and "

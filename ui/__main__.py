@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edge-weights", choices=WEIGHT_FORMATS, default="fp32",
                         help="fp32 (exact, default); int8: decode with an int8 copy of the edge model, faster on a "
                              "CPU, not the same tokens; int8-mlp: only the MLPs in int8; w8a16: int8 weights, bf16 "
-                             "activations, faster decode, slower prefill (results/README.md has their SR and speed).")
+                             "activations, the adapter quantised in; fastest with --edge-decoder compiled (results/README.md has their SR and speed).")
     parser.add_argument("--edge-decoder", choices=EDGE_DECODERS, default="dynamic",
                         help="dynamic (eager, exact, default); compiled: decode steps through torch.compile, faster per "
                              "token, not the same tokens; needs g++, and the first reply of each prompt length compiles (~30 s).")
