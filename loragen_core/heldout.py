@@ -30,4 +30,4 @@ def held_out_loss(generator_dir: Path, data: list[str], batch_size: int = 8, max
     pad_id = edge.tokenizer.pad_token_id if edge.tokenizer.pad_token_id is not None else edge.tokenizer.eos_token_id
     device = next(edge.model.parameters()).device
     with torch.inference_mode():
-        return held_out_lm(trainable, examples, pad_id, device, batch_size), len(examples)
+        return held_out_lm(trainable, examples, pad_id, device, batch_size, progress=True), len(examples)
