@@ -190,12 +190,10 @@ class Servers:
         quantised_kind = "static" if kind == "compiled" else kind
         self.decoders["int8"] = Decoder(self.int8.decode_model, tokenizer, quantised_kind, edge_length)
         self.decoders["int8_mlp"] = Decoder(self.int8_mlp.decode_model, tokenizer, quantised_kind, edge_length)
-        # Kept across calls (a compiled graph per cache length and adapter state); the edge prompt gets
-        # its own, shorter, cache, as in EdgeModel's length buckets.
+        # The edge prompt gets its own, shorter, cache, as in EdgeModel's length buckets.
         w8a16_kind = self.config.w8a16_decoder
-        for key, edge, length in (("w8a16", self.w8a16, full_length), ("w8a16_edge", self.w8a16_lora, edge_length)):
-            if self.decoders.get(key) is None or self.decoders[key].kind != w8a16_kind or self.decoders[key].cache_length != length:
-                self.decoders[key] = Decoder(edge.decode_model, tokenizer, w8a16_kind, length)
+        self.decoders["w8a16"] = Decoder(self.w8a16.decode_model, tokenizer, w8a16_kind, full_length)
+        self.decoders["w8a16_edge"] = Decoder(self.w8a16_lora.decode_model, tokenizer, w8a16_kind, edge_length)
 
     def base_decoder(self, kind: str, full_length: int) -> Decoder:
         key = f"base:{kind}"

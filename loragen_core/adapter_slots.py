@@ -66,11 +66,13 @@ class AdapterSlots:
         missing = sorted(set(adapter.lora_a) - set(modules))
         if missing:
             raise ValueError(f"The adapter targets modules this model lacks: {', '.join(missing[:3])}.")
-        if set(adapter.lora_a) != set(self._targets()) and self._targets():
-            for handle in self._handles:  # another target set: start from empty slots
+        previous = self._targets()
+        if previous and set(adapter.lora_a) != set(previous):
+            self.clear()  # another target set: restore the old targets' weights, then start from empty slots
+            for handle in self._handles:
                 handle.remove()
             self._handles = []
-            for name in self._targets():
+            for name in previous:
                 delattr(modules[name], _A)
                 delattr(modules[name], _B)
         for name, a in adapter.lora_a.items():

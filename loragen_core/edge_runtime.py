@@ -178,7 +178,7 @@ class EdgeModel:
 
     `weights`: "fp32" decodes with `model` itself (exact); "int8" (all Linear layers), "int8-mlp"
     (the MLPs only) or "w8a16" (int8 weights, bf16 activations) with `decode_model`, a copy made once
-    here, to which `specialize` attaches the adapter as forward hooks (`model` then never changes).
+    here, to which `specialize` attaches the adapter (adapter_slots.py; `model` then never changes).
 
     `decoder`: "dynamic" (eager, transformers' DynamicCache: exact) or "compiled" (batch-1 `complete`
     through static caches and torch.compile; see the module docstring).

@@ -18,11 +18,10 @@ with the compiled decoder (compiled_decoding.py) the step's overhead goes and th
 (results/README.md, "Serving benchmark", gives the measured speed and SR). Prompts prefill through the
 fp32 weights (see `Int8WeightOnlyLinear`). An opt-in speed option, never the default.
 
-Adapters reach the copy functionally, the LoRA part in fp32: through fixed slots for the one attached
-adapter (adapter_slots.py, what a compiled graph needs), as forward hooks per row for a batch
-(lora_math.apply_lora_functionally). No re-quantisation per adapter, so attaching one costs a few
-milliseconds, and a batch may carry one adapter per row. The fp32 model is not changed: it stays the
-exact path.
+The one attached adapter (adapter_slots.py) is quantised into the int8 weights for decode steps
+(`requantize`, ~100-170 ms per adapter) and added in fp32 from fixed slots to prompts; a batch carries
+one adapter per row as forward hooks (lora_math.apply_lora_functionally), the LoRA part in fp32. The
+fp32 model is not changed: it stays the exact path.
 """
 
 from __future__ import annotations
@@ -80,7 +79,7 @@ class Int8WeightOnlyLinear(nn.Module):
         place: the same tensors, so a compiled graph goes on reading them. `delta=None` restores the
         original int8 weight bit for bit (the same fp32 weight through the same rounding)."""
         if self.prefill_weight is None:
-            raise ValueError("This int8 layer keeps no fp32 weight to quantise from (built with fp32_prefill=False).")
+            raise ValueError("This int8 layer keeps no fp32 weight to quantise from (built without prefill_weight).")
         weight = self.prefill_weight if delta is None else self.prefill_weight + delta
         quantized, scales = quantize_per_channel(weight)
         self.weight_int8.copy_(quantized)
@@ -90,10 +89,10 @@ class Int8WeightOnlyLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights, bf16 activations"
 
 
-def int8_weight_only_copy(model: nn.Module, fp32_prefill: bool = True) -> nn.Module:
+def int8_weight_only_copy(model: nn.Module) -> nn.Module:
     """A decode-only copy of `model`: Linear layers int8 weight-only, everything else bf16.
-    `model` itself is not changed (the copy holds its own bf16 and int8 tensors). `fp32_prefill`:
-    prompts multiply with `model`'s own fp32 weights (shared; `model` must then stay unchanged)."""
+    `model` itself is not changed (the copy holds its own bf16 and int8 tensors); prompts multiply
+    with `model`'s own fp32 weights (shared, so `model` must stay unchanged)."""
     if model.device.type != "cpu":
         raise ValueError(f"int8 weight-only decoding is a CPU path; the model is on {model.device}: use fp32.")
     names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
@@ -103,8 +102,7 @@ def int8_weight_only_copy(model: nn.Module, fp32_prefill: bool = True) -> nn.Mod
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = skeleton.get_submodule(parent_name) if parent_name else skeleton
-        original = model.get_submodule(name).weight if fp32_prefill else None
-        setattr(parent, child, Int8WeightOnlyLinear(getattr(parent, child), original))
+        setattr(parent, child, Int8WeightOnlyLinear(getattr(parent, child), model.get_submodule(name).weight))
     skeleton.to(ACTIVATION_DTYPE)  # what is left (embeddings, norms); int8 buffers are not floating, so they stay
     skeleton.eval()
     return skeleton

@@ -93,6 +93,25 @@ def test_an_attached_adapter_is_requantised_into_the_int8_weights_and_reset_rest
     assert all(torch.equal(m.weight_int8, int8[n]) for n, m in edge.decode_model.named_modules() if n in int8)
 
 
+def test_an_adapter_on_other_modules_restores_the_previous_targets(tiny_dirs, three_adapters):
+    from loragen_core.adapter import GeneratedLoRA
+
+    edge = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16")
+    int8 = {n: m.weight_int8.clone() for n, m in edge.decode_model.named_modules() if isinstance(m, Int8WeightOnlyLinear)}
+    whole = three_adapters.row(0)
+    names = sorted(whole.lora_a)
+    first, second = names[: len(names) // 2], names[len(names) // 2 :]
+
+    def part(keep):
+        return GeneratedLoRA({n: whole.lora_a[n] for n in keep}, {n: whole.lora_b[n] for n in keep}, whole.r, whole.lora_alpha)
+
+    edge.specialize(part(first))
+    edge.specialize(part(second))
+    modules = dict(edge.decode_model.named_modules())
+    assert all(torch.equal(modules[n].weight_int8, int8[n]) for n in first), "the first adapter's targets are restored"
+    assert any(not torch.equal(modules[n].weight_int8, int8[n]) for n in second)
+
+
 def test_rows_of_a_batch_decode_as_each_alone(tiny_dirs, three_adapters):
     """Weight-only quantisation has no per-call activation scale, so (unlike dynamic int8) a batch
     with one adapter per row writes what each row writes alone with its adapter attached."""
