@@ -172,10 +172,26 @@ def unseen_tools() -> tuple[dict, ...]:
     return tuple(json.loads((DATA_DIR / "tools_unseen.json").read_text())["tools"])
 
 
+# Words added to a GPT4Tools description where users ask for the tool in words its description lacks.
+# The agent picks its tool by matching the request with the descriptions (loragen_core/tool_prior.py),
+# and "Can you show me the outlines in this picture?" went to segmentation (issue 15's check): the
+# embedder puts "outlines" nearer "segment all the part" than "detect the edge". The datasets (training,
+# evaluation) read the GPT4Tools descriptions unchanged; only the tools an agent runs here carry these.
+DESCRIPTION_EDITS = {
+    "Edge Detection On Image": ("detect the edge of the image.", "detect the edges (the outlines of shapes) of the image."),
+}
+
+
 def gpt4tools_tool(spec: dict) -> Tool:
     name = spec["name"]
     if name in IMPLEMENTATIONS:
-        return Tool(name, spec["description"], IMPLEMENTATIONS[name])
+        description = spec["description"]
+        if name in DESCRIPTION_EDITS:
+            old, new = DESCRIPTION_EDITS[name]
+            if old not in description:
+                raise ToolDefinitionError(f"The GPT4Tools description of {name!r} no longer says {old!r}; update DESCRIPTION_EDITS.")
+            description = description.replace(old, new)
+        return Tool(name, description, IMPLEMENTATIONS[name])
     return Tool(name, spec["description"], unavailable(NEEDED_MODEL[name]), available=False)
 
 
