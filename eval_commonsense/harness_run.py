@@ -18,7 +18,7 @@ from pathlib import Path
 from loragen_core.atomic import write_text_atomic
 from loragen_core.errors import say
 from loragen_core.machine import machine_info
-from loragen_core.resumable_run import open_resumable_run
+from loragen_core.resumable_run import code_versions, open_resumable_run
 
 from .harness import HARNESS_MODES, HARNESS_TASKS, evaluate_task, harness_system_prompt, load_harness_task, plan, shot_text
 from .tasks import DEFAULT_SHOTS, TASKS, Task
@@ -140,6 +140,7 @@ def run_harness(config: HarnessConfig) -> dict:
             norm = f", acc_norm {result.acc_norm:.3f}" if result.acc_norm is not None else ""
             say(f"{config.mode} {task.name}: acc {result.acc:.3f}{norm} on {result.n} items ({result.seconds:.0f} s)")
     tasks = {name: {k: done[name][k] for k in SUMMARY_KEYS} for name in config.tasks if name in done}
-    summary = {"mode": config.mode, "scorer": "lm-evaluation-harness", "config": config.identity(), "tasks": tasks, "machine": machine}
+    summary = {"mode": config.mode, "scorer": "lm-evaluation-harness", "config": config.identity(), "tasks": tasks, "machine": machine,
+               "code_versions": code_versions(config.out)}  # more than one: a run resumed across a code change
     write_text_atomic(config.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -39,10 +39,11 @@ from tqdm import tqdm
 
 from loragen_core import chat_format
 from loragen_core import AdapterService, GeneratedLoRA, load_causal_lm, load_default_generator, load_generator
+from loragen_core.atomic import write_text_atomic
 from loragen_core.compiled_decoding import EDGE_DECODERS
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.int8 import WEIGHT_FORMATS, is_int8, is_quantised
-from loragen_core.resumable_run import RunSummary, open_resumable_run
+from loragen_core.resumable_run import RunSummary, code_versions, open_resumable_run
 from tools import split_prompt
 from loragen_core.tool_prior import SERVED_NEED_WEIGHT, SERVED_TOOL_WEIGHT, ToolPrior, default_retriever
 from tools.gpt4tools_grammar import tool_call_grammar, trace_grammar
@@ -314,9 +315,10 @@ def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s
         "edge_system_prompt": chat_format.EDGE_SYSTEM_PROMPT,  # None: the chat template's default system line
         "n_items": len(records),
         "wall_s_this_invocation": wall_s,
+        "code_versions": code_versions(config.out),  # more than one: a run resumed across a code change
     }
-    (config.out / "predictions.json").write_text(json.dumps([{"id": r["id"], "output": r["output"]} for r in records]))
-    (config.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text_atomic(config.out / "predictions.json", json.dumps([{"id": r["id"], "output": r["output"]} for r in records]))
+    write_text_atomic(config.out / "metrics.json", json.dumps(metrics, indent=2))
     summary = RunSummary(method=config.label, metrics=metrics, out=config.out)
     write_reports([summary], config.out)
     return summary

@@ -32,6 +32,7 @@ def test_icl_run_writes_outputs_and_resumes(tmp_path):
     records = [json.loads(line) for line in (out / PREDICTIONS_LOG).read_text().splitlines()]
     assert len(records) == 3 and records[0] == kept  # the finished item was not run again
     assert resumed.metrics["n_items"] == 3
+    assert [v["records_before"] for v in resumed.metrics["code_versions"]] == [0]  # the same code: one version
     assert [p["id"] for p in json.loads((out / "predictions.json").read_text())] == [r["id"] for r in records]
 
     with pytest.raises(RunConfigError, match="different configuration"):
