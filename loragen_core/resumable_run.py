@@ -8,7 +8,8 @@ The configuration does not cover the code: a run resumed after a change to the p
 would mix two versions in one table without a sign. So each invocation also records a fingerprint of
 the source (CODE_VERSIONS_FILE: the fingerprint, the git commit when there is one, and how many
 records were done before it started); a resume under other code goes on, says so on stderr, and the
-runners copy the list into their metrics, where more than one entry means a mixed run.
+runners copy the list into their metrics, where more than one entry means a mixed run. Training runs
+(loragen_core/train.py) keep the same list, counting steps, and their model card shows it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def open_resumable_run(out: Path, identity: dict, log_name: str, error: type[Exc
     write_text_atomic(identity_path, json.dumps(identity, indent=2))
     log_path = out / log_name
     done = read_records(log_path)
-    _record_code_version(out, len(done))
+    record_code_version(out, len(done))
     # Rewrite the log without any damaged line before appending to it; via a temporary file, so an
     # interruption here cannot lose the items already done.
     rewritten = log_path.with_suffix(".jsonl.tmp")
@@ -110,7 +111,9 @@ def code_versions(out: Path) -> list[dict]:
     return versions if isinstance(versions, list) else []
 
 
-def _record_code_version(out: Path, records_done: int) -> None:
+def record_code_version(out: Path, records_done: int) -> None:
+    """Append this process's code version to `out`'s list unless it is the last one; warn when
+    `records_done` records (items, tasks, training steps) were written by other code."""
     versions = code_versions(out)
     fingerprint = code_fingerprint()
     if versions and versions[-1].get("code") == fingerprint:

@@ -47,6 +47,7 @@ from .generator import LoRAGenerator
 from .meta_state_cache import MetaStateCache
 from .model_loading import load_causal_lm
 from .objective import LossParts, answer_only_lm_loss, loragen_loss
+from .resumable_run import record_code_version
 from .train_config import TrainConfig
 from .train_data import batch_indices, collate, encode_rows, load_rows, row_key
 from .train_report import write_model_card
@@ -306,6 +307,8 @@ def prepare_run(config: TrainConfig, accelerator: Accelerator) -> TrainingRun:
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     start = resume_step(trainable, optimizer, scheduler, out, rank=accelerator.process_index)
+    if accelerator.is_main_process:
+        record_code_version(out, start)  # a resume under changed code warns; the model card lists the versions
     if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
         # The routers' BatchNorm would otherwise normalise over each GPU's rows only. (SyncBatchNorm
         # needs GPUs: a multi-process CPU run keeps per-process statistics.) Untested here: no GPU.

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from .resumable_run import code_versions
 from .train_config import TrainConfig
 
 
@@ -85,7 +86,8 @@ def trained_parts(config: TrainConfig) -> str:
 
 
 def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: int, out: Path, final: Path) -> None:
-    summary = {"config": config.to_dict(), "data": data_summary(config, rows, used, dropped), "training": summarize_log(out / "log.jsonl")}
+    summary = {"config": config.to_dict(), "data": data_summary(config, rows, used, dropped), "training": summarize_log(out / "log.jsonl"),
+               "code_versions": code_versions(out)}  # more than one: resumed across a code change
     (final / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if (out / "log.jsonl").exists():
         plot_losses(out / "log.jsonl", final / "loss.png")
@@ -101,6 +103,8 @@ def write_model_card(config: TrainConfig, rows: list[dict], used: int, dropped: 
         f"- Recipe `{config.recipe}`: lr {config.lr}, batch {config.batch_size}, warm-up {config.warmup_steps}, "
         f"cosine to step {config.steps}, weight decay {config.weight_decay}, seed {config.seed}; " + trained_parts(config),
         f"- Steps logged: {training['steps_logged']}; summed step time {training['train_seconds']} s.",
+        "- Code: " + (", ".join(f"{v['git'] or v['code']} from step {v['records_before']}" for v in summary["code_versions"]) or "not recorded")
+        + (" (resumed across a code change)." if len(summary["code_versions"]) > 1 else "."),
         f"- L_LM first step {training['first_lm']}, mean of the last 20 steps {training['final_lm_mean_last_20']}; "
         f"L_cv {training['final_cv_mean_last_20']}"
         + (f"; L_KL first step {training['first_kl']}, last 20 steps {training['final_kl_mean_last_20']}" if training["first_kl"] is not None else "")

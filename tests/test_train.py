@@ -90,6 +90,24 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_dirs, tmp_path):
     b = load_generator(resumed / "run" / "final").trainable_state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    # The same code wrote both halves: one version, from step 0; the model card says which.
+    versions = json.loads((resumed / "run" / "final" / "training_summary.json").read_text())["code_versions"]
+    assert [v["records_before"] for v in versions] == [0]
+    assert f"- Code: {versions[0]['git'] or versions[0]['code']} from step 0." in (resumed / "run" / "final" / "README.md").read_text()
+
+
+def test_a_run_resumed_under_changed_code_says_so_in_its_model_card(tiny_dirs, tmp_path, monkeypatch, caplog):
+    from loragen_core import resumable_run
+
+    first = config(tiny_dirs, tmp_path)
+    assert interrupt_after_first_save(first) == 1
+    monkeypatch.setattr(resumable_run, "code_fingerprint", lambda: "0123456789abcdef")
+    monkeypatch.setattr(resumable_run, "_git_commit", lambda: None)
+    with caplog.at_level("WARNING"):
+        train(first)
+    assert "3 records were written by other code" in caplog.text
+    card = (tmp_path / "run" / "final" / "README.md").read_text()
+    assert "from step 0, 0123456789abcdef from step 3 (resumed across a code change)." in card
 
 
 def test_a_checkpoint_missing_trained_tensors_is_refused_on_resume(tiny_dirs, tmp_path):
