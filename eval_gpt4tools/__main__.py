@@ -331,9 +331,12 @@ def _add_bench_command(commands) -> None:
     bench.add_argument("--out", type=Path, help="Where bench.json, bench.md and bench.png go (default results/).")
     bench.add_argument("--generator", type=Path, help="Generator checkpoint (default: the shipped one).")
     bench.add_argument("--max-new-tokens", type=int, help=f"Decoding budget, same for all modes (default {DEFAULT_MAX_NEW_TOKENS}).")
-    bench.add_argument("--equal-length", type=int, metavar="N",
-                       help="Every mode writes exactly N tokens (EOS suppressed): latency at equal output length, "
-                            "the like-for-like comparison (default: each mode writes what it writes).")
+    length = bench.add_mutually_exclusive_group()
+    length.add_argument("--equal-length", type=int, metavar="N",
+                        help="Every mode writes exactly N tokens (EOS suppressed): latency at equal output length, "
+                             "the like-for-like comparison (default 40).")
+    length.add_argument("--free-length", action="store_true",
+                        help="Each mode writes what it writes instead (an extra: the ratios then also measure output length).")
     bench.add_argument("--decoders", help="KV-cache strategies to try, comma-separated (default dynamic,static,compiled).")
     bench.add_argument("--w8a16-decoder", choices=("dynamic", "static", "compiled"),
                        help="KV-cache strategy of the three w8a16 modes (default compiled: they are not the exact path, "
@@ -351,6 +354,8 @@ def _bench(args) -> int:
     load_test_items(args.data)  # fail fast, with where to get it, before loading any model
     names = ("out", "limit", "generator", "max_new_tokens", "equal_length", "finetune_steps", "finetune_steps_assumed", "w8a16_decoder")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}  # absent: BenchConfig's default
+    if args.free_length:
+        options["equal_length"] = None
     if args.decoders:
         options["decoders"] = tuple(d for d in args.decoders.split(",") if d)
     if args.threads:

@@ -22,8 +22,10 @@ by i, so machine drift hits all modes alike):
 Every mode decodes with `EdgeModel.complete`'s rule (timed_generation.py). A request is timed from its
 text to its decoded answer; specialising for the item's system prompt (prefix prefill, adapter
 generation, merge, peft load) happens before and is timed apart, as it is paid once per tool set.
-Since the adapter changes the text, time to first token and per-token decode speed are reported apart
-from total latency.
+Since the adapter changes the text, every mode writes exactly `--equal-length` tokens (default 40, EOS
+suppressed), so the latency ratios compare the same weights doing the same work; `--free-length` lets
+each mode write what it writes (an extra: the untrained full prompt writes ~20 tokens, a trained mode
+~87). Time to first token and per-token decode speed are reported apart from total latency.
 
 Phases: (1) decode tuning: profile decoding and time each KV-cache strategy × thread count on warm-up
 items, keep the fastest that gives the baseline's exact tokens; (2) warm-up, then the interleaved run;
@@ -66,6 +68,11 @@ FINETUNE_BATCH = 8  # the trainer's cpu recipe
 DEFAULT_FINETUNE_DATA = Path("runs") / "data" / "gpt4tools-train" / "train.jsonl"
 
 
+# The output length of every like-for-like bench on file (results/README.md); a trained mode's whole
+# GPT4Tools trace is ~87 tokens.
+DEFAULT_EQUAL_LENGTH = 40
+
+
 @dataclass
 class BenchConfig:
     out: Path = Path("results")
@@ -74,9 +81,10 @@ class BenchConfig:
     generator: Path | None = None  # a generator checkpoint; default: the shipped one (or a seeded fresh one)
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     # Every mode writes exactly this many tokens (EOS suppressed): end-to-end latency at equal output
-    # length, the like-for-like comparison. None: each mode writes what it writes (the trained adapter
-    # makes loragen write full traces, the untrained full prompt short ones).
-    equal_length: int | None = None
+    # length, the like-for-like comparison (default). None (`--free-length`): each mode writes what it
+    # writes, so the ratios also measure output length (the untrained full prompt writes ~20 tokens, the
+    # trained adapter ~87): an extra, not the comparison.
+    equal_length: int | None = DEFAULT_EQUAL_LENGTH
     decoders: tuple[str, ...] = DECODERS  # KV-cache strategies the tuning phase tries
     w8a16_decoder: str = "compiled"  # the KV-cache strategy of the three w8a16 modes (not tuned: see the docstring)
     threads: tuple[int, ...] | None = None  # thread counts it tries (default: 1, torch's default, all cores)

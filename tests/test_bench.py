@@ -104,7 +104,7 @@ def test_bench_writes_every_mode_with_the_required_keys(tiny_dirs, tmp_path, lor
     generator = _tiny_generator(tiny_dirs)
     config = BenchConfig(
         out=tmp_path / "results", data=data, limit=2, max_new_tokens=BUDGET, decoders=("dynamic", "static"), threads=(1,),
-        tune_items=1, finetune_data=None,
+        tune_items=1, finetune_data=None, equal_length=None,  # the free-length extra (--free-length)
     )
     results = run_bench(config, generator=generator)
 
@@ -250,3 +250,8 @@ def test_bench_command_passes_its_options(tmp_path, monkeypatch):
         3, tmp_path / "r", ("dynamic", "static"), (1, 2), None)
     assert main(["bench", "--data", str(data)]) == 0
     assert seen["config"].out == BenchConfig().out and seen["config"].finetune_data == BenchConfig().finetune_data
+    assert seen["config"].equal_length == 40  # the like-for-like comparison is the default
+    assert main(["bench", "--data", str(data), "--free-length"]) == 0
+    assert seen["config"].equal_length is None
+    assert main(["bench", "--data", str(data), "--equal-length", "12"]) == 0
+    assert seen["config"].equal_length == 12
