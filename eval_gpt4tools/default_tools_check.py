@@ -85,14 +85,14 @@ def check(mode: str, request_set: str = "issue") -> list[dict]:
     cv2.circle(photo, (160, 120), 60, (40, 80, 200), -1)
     cv2.imwrite(str(root / "photo.png"), photo)
     image = workspace.import_file(root / "photo.png")
-    agents = {tools: Agent(list(tools), workspace=workspace, mode=mode, max_steps=1)
-              for tools in {tuple(DEFAULT_TOOLS) if kind != "seen" else tuple(SEEN_TOOL_REQUESTS) for kind in SETS[request_set]}}
+    # The seen set binds all 23 training tools; the others, the UI's five.
+    bound = {kind: tuple(SEEN_TOOL_REQUESTS) if kind == "seen" else tuple(DEFAULT_TOOLS) for kind in SETS[request_set]}
+    agents = {tools: Agent(list(tools), workspace=workspace, mode=mode, max_steps=1) for tools in set(bound.values())}
     rows = []
     asked = [(t, r, kind) for kind in SETS[request_set] for t, rs in REQUEST_SETS[kind].items() for r in rs]
     for tool, request, kind in tqdm(asked, desc=f"{mode}: tool choice", unit="request"):
         started = time.perf_counter()
-        agent = agents[tuple(SEEN_TOOL_REQUESTS) if kind == "seen" else tuple(DEFAULT_TOOLS)]
-        result = agent.run(request, image=image)
+        result = agents[bound[kind]].run(request, image=image)
         called = next((s.action for s in result.steps if s.kind == "tool"), None)
         rows.append({"set": kind, "wanted": tool, "request": request, "called": called, "right": called == tool, "answer": result.answer,
                      "error": result.error, "seconds": round(time.perf_counter() - started, 1)})

@@ -121,7 +121,7 @@ def record_code_version(out: Path, records_done: int) -> None:
     if records_done:
         before = (versions[-1].get("git") or versions[-1].get("code")) if versions else "not recorded"
         log.warning("%s: %d records were written by other code (%s); this invocation goes on with code %s, and the "
-                    "run's metrics list both versions. Use another --out to measure this code alone.",
+                    "run's record (metrics, summary or model card) lists both versions. Use another --out to measure this code alone.",
                     out, records_done, before, fingerprint)
     versions.append({"code": fingerprint, "git": _git_commit(), "records_before": records_done})
     write_text_atomic(out / CODE_VERSIONS_FILE, json.dumps(versions, indent=2) + "\n")
