@@ -11,6 +11,11 @@ exactly `--new-tokens` tokens (EOS suppressed, no end rule), so both sides do th
 except for what the context costs. Adapters are generated and prefixes prefilled before any timing;
 each batch is timed `--repeats` times, the two sides interleaved, and the median wall time is kept.
 
+Two rates per side: end to end (rows x new tokens over the whole `generate`, prefill included) and
+decode (rows x the tokens after the first, over the time after the first token came out: the decode
+phase alone, which is what a server's steady state runs at). The prefill is the prompt's (LoRA-Gen) or
+the rest after the cached prefix (full prompt); copying the prefixes into the batch's cache is not timed.
+
 `--edge-weights w8a16` runs both sides on the int8 weight-only copy (bf16 activations and KV,
 loragen_core/int8_weight_only.py); the default is the exact fp32 model.
 
@@ -55,7 +60,9 @@ class ThroughputConfig:
 @dataclass
 class Side:
     seconds: list[float]
-    tokens_per_s: float
+    tokens_per_s: float  # end to end, prefill included
+    prefill_seconds: float  # median time to the first new token
+    decode_tokens_per_s: float  # after the first token
     mean_prompt_tokens: float
     kv_bytes_per_request: int
 
@@ -107,18 +114,27 @@ def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -
         sides = {}
         for name, repeats in runs.items():
             seconds = [r[0].seconds for r in repeats]
+            prefill = [r[0].first_token_seconds for r in repeats]
+            decode = [total - first for total, first in zip(seconds, prefill)]
             prompt_tokens = [c.prompt_tokens for c in repeats[0]]
             assert all(c.new_tokens == config.new_tokens for r in repeats for c in r), "every row writes the same length"
             sides[name] = Side(
                 seconds=[round(s, 3) for s in seconds],
                 tokens_per_s=round(batch * config.new_tokens / statistics.median(seconds), 2),
+                prefill_seconds=round(statistics.median(prefill), 3),
+                decode_tokens_per_s=round(batch * (config.new_tokens - 1) / statistics.median(decode), 2)
+                if config.new_tokens > 1 else float("nan"),
                 mean_prompt_tokens=round(statistics.fmean(prompt_tokens), 1),
                 kv_bytes_per_request=int(per_token * (statistics.fmean(prompt_tokens) + config.new_tokens)),
             )
-        ratio = round(sides["loragen"].tokens_per_s / sides["full_prompt_prefix_cached"].tokens_per_s, 2)
-        levels.append({"batch": batch, "loragen_over_prefix_cached": ratio, **{k: asdict(v) for k, v in sides.items()}})
-        say(f"batch {batch:>2}: loragen {sides['loragen'].tokens_per_s:.1f} tok/s, prefix-cached full prompt "
-             f"{sides['full_prompt_prefix_cached'].tokens_per_s:.1f} tok/s ({ratio}x)")
+        lg, fp = sides["loragen"], sides["full_prompt_prefix_cached"]
+        ratio = round(lg.tokens_per_s / fp.tokens_per_s, 2)
+        decode_ratio = round(lg.decode_tokens_per_s / fp.decode_tokens_per_s, 2)
+        levels.append({"batch": batch, "loragen_over_prefix_cached": ratio, "decode_loragen_over_prefix_cached": decode_ratio,
+                       **{k: asdict(v) for k, v in sides.items()}})
+        say(f"batch {batch:>2}: end to end loragen {lg.tokens_per_s:.1f} tok/s, prefix-cached full prompt "
+            f"{fp.tokens_per_s:.1f} tok/s ({ratio}x); decode phase {lg.decode_tokens_per_s:.1f} vs "
+            f"{fp.decode_tokens_per_s:.1f} tok/s ({decode_ratio}x)")
     result = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "machine": machine,
@@ -144,16 +160,20 @@ def markdown(result: dict) -> str:
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, torch threads {machine.get('torch_default_threads', '?')}, "
         f"load average before the run {machine.get('load_average_at_start', '?')}.",
         "",
-        "| batch | loragen tok/s | prefix-cached full prompt tok/s | ratio | loragen prompt tokens | full prompt tokens | "
+        "| batch | end to end tok/s: loragen | full prompt (prefix cached) | ratio | decode phase tok/s: loragen | "
+        "full prompt | ratio | prefill s: loragen | full prompt (rest after the prefix) | prompt tokens: loragen | full prompt | "
         "KV per request, loragen (MiB) | KV per request, full prompt (MiB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level in result["levels"]:
         lg, fp = level["loragen"], level["full_prompt_prefix_cached"]
+        decode = (f"{lg['decode_tokens_per_s']:.1f} | {fp['decode_tokens_per_s']:.1f} | {level['decode_loragen_over_prefix_cached']}x"
+                  if "decode_tokens_per_s" in lg else "– | – | –")  # runs before the decode phase was timed
+        prefill = f"{lg['prefill_seconds']:.2f} | {fp['prefill_seconds']:.2f}" if "prefill_seconds" in lg else "– | –"
         lines.append(
             f"| {level['batch']} | {lg['tokens_per_s']:.1f} | {fp['tokens_per_s']:.1f} | {level['loragen_over_prefix_cached']}x | "
-            f"{lg['mean_prompt_tokens']} | {fp['mean_prompt_tokens']} | {lg['kv_bytes_per_request'] / 2**20:.1f} | "
-            f"{fp['kv_bytes_per_request'] / 2**20:.1f} |"
+            f"{decode} | {prefill} | {lg['mean_prompt_tokens']} | {fp['mean_prompt_tokens']} | "
+            f"{lg['kv_bytes_per_request'] / 2**20:.1f} | {fp['kv_bytes_per_request'] / 2**20:.1f} |"
         )
     lines += [
         "",

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import torch
 from transformers import StaticCache, StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
 
 from loragen_core.compiled_decoding import compile_config
-from loragen_core.edge_runtime import RowEnds, greedy_generate
+from loragen_core.edge_runtime import FirstTokenClock, RowEnds, greedy_generate
 from loragen_core.prefix_cache import rewind
 
 DECODERS = ("dynamic", "static", "compiled")
@@ -48,20 +47,6 @@ class TimedCompletion:
         if self.new_tokens < 2 or self.latency_s <= self.ttft_s:
             return None
         return (self.new_tokens - 1) / (self.latency_s - self.ttft_s)
-
-
-class _FirstTokenClock(BaseStreamer):
-    def __init__(self):
-        self.calls = 0
-        self.first_token_at: float | None = None
-
-    def put(self, value) -> None:
-        self.calls += 1  # generate pushes the prompt first, then one call per new token
-        if self.calls == 2:
-            self.first_token_at = time.perf_counter()
-
-    def end(self) -> None:
-        pass
 
 
 class Decoder:
@@ -96,7 +81,7 @@ class Decoder:
         if self.static_cache is not None and input_ids.shape[1] + max_new_tokens > self.cache_length:
             raise ValueError(f"Prompt of {input_ids.shape[1]} tokens + {max_new_tokens} new exceeds the static cache.")
         prompt_length = input_ids.shape[1]
-        clock = _FirstTokenClock()
+        clock = FirstTokenClock()
         extra = {"compile_config": self.compile_config} if self.compile_config is not None else {}
         if exact_length:
             extra["min_new_tokens"] = max_new_tokens

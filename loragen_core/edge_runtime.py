@@ -53,7 +53,26 @@ class Completion:
     text: str
     prompt_tokens: int
     new_tokens: int
-    seconds: float
+    seconds: float  # generate's wall time (a batch's: the whole batch's)
+    first_token_seconds: float | None = None  # from the same start to the first new token(s), where measured
+
+
+class FirstTokenClock(BaseStreamer):
+    """A streamer that only notes when `generate` hands over the first new token (of every row at
+    once, in a batch): `generate` puts the prompt first, then one call per decoding step. The time up
+    to it is the prefill; after it, the decode phase."""
+
+    def __init__(self):
+        self.calls = 0
+        self.first_token_at: float | None = None
+
+    def put(self, value) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            self.first_token_at = time.perf_counter()
+
+    def end(self) -> None:
+        pass
 
 
 class RowEnds(StoppingCriteria):
@@ -346,17 +365,20 @@ class EdgeModel:
             if grammars is None and tool_priors is not None and any(p is not None for p in tool_priors):
                 raise ValueError("A tool prior steers the grammar's choice of tool: give the rows grammars too.")
             processors = self._grammar_processors(grammars, width, tool_priors) if grammars is not None else None
+            clock = FirstTokenClock()
             start = time.perf_counter()
             output = greedy_generate(self.decode_model, self.tokenizer, input_ids.to(self.model.device),
                                      attention_mask.to(self.model.device), max_new_tokens, logits_processor=processors,
-                                     **length_rule, **({"cache": cache} if cache is not None else {}))
+                                     streamer=clock, **length_rule, **({"cache": cache} if cache is not None else {}))
             seconds = time.perf_counter() - start
+        first_token_seconds = clock.first_token_at - start if clock.first_token_at is not None else None
         completions = []
         for i, length in enumerate(prompt_tokens):
             new = output[i, width:]
             n_new = ends.ended_at[i] if ends.ended_at and ends.ended_at[i] is not None else int(new.shape[0])
             text = self.tokenizer.decode(new[:n_new], skip_special_tokens=True)
-            completions.append(Completion(text=text, prompt_tokens=int(length), new_tokens=n_new, seconds=seconds))
+            completions.append(Completion(text=text, prompt_tokens=int(length), new_tokens=n_new, seconds=seconds,
+                                          first_token_seconds=first_token_seconds))
         return completions
 
     def specialize(self, adapter: GeneratedLoRA, adapter_hash: str | None = None) -> float:

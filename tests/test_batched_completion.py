@@ -34,6 +34,13 @@ def test_batch_equals_one_at_a_time_without_adapter(edge):
     assert len({c.prompt_tokens for c in batched}) == 3, "the prompts must differ in length to test the padding"
 
 
+def test_a_batch_reports_when_its_first_tokens_came_out(edge):
+    batched = edge.complete_batch(PROMPTS, max_new_tokens=BUDGET, exact_length=True)
+    first = {c.first_token_seconds for c in batched}
+    assert len(first) == 1, "one prefill for the whole batch"
+    assert 0 < first.pop() < batched[0].seconds  # the decode phase comes after it
+
+
 def test_per_row_adapters_equal_merging_each_alone(edge, adapters):
     batched = [(c.text, c.new_tokens) for c in edge.complete_batch(PROMPTS, adapter=adapters, max_new_tokens=BUDGET)]
     alone = []

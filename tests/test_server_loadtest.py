@@ -87,6 +87,10 @@ def test_batch_throughput_compares_both_sides_at_equal_length(tiny_runtime, data
         assert full["mean_prompt_tokens"] > loragen["mean_prompt_tokens"]  # the tool definitions are in its context
         assert full["kv_bytes_per_request"] > loragen["kv_bytes_per_request"] > 0
         assert level["loragen_over_prefix_cached"] == round(loragen["tokens_per_s"] / full["tokens_per_s"], 2)
+        for side in (loragen, full):  # the decode phase excludes the prefill, so it runs faster than end to end
+            assert 0 < side["prefill_seconds"] < min(side["seconds"])
+            assert side["decode_tokens_per_s"] > side["tokens_per_s"] * (5 - 1) / 5
+        assert level["decode_loragen_over_prefix_cached"] == round(loragen["decode_tokens_per_s"] / full["decode_tokens_per_s"], 2)
     assert result["prefix_kv_bytes_mean"] > 0 and "| 4 |" in throughput_markdown(result)
 
 
