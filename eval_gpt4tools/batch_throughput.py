@@ -22,6 +22,11 @@ loragen_core/int8_weight_only.py); the default is the exact fp32 model.
 KV per request is what one row holds at the end of its decode: layers x 2 x KV heads x head size x
 bytes per value (4 fp32, 2 bf16) x (prompt + new tokens). For the prefix-cached side the prefix is stored once per
 tenant (`prefix_kv_bytes`) and copied into the batch for each request.
+
+Why the ratio is what it is: a decode step on a CPU is memory-bound, so its time follows the bytes it
+reads. `bytes_per_decode_step` models them: the edge weights once, plus per row its KV (mean context
+over the decode) and, for LoRA-Gen, its adapter's A and B (each row has its own). Their quotient is
+the ratio that model predicts, printed beside the measured one.
 """
 
 from __future__ import annotations
@@ -65,12 +70,19 @@ class Side:
     decode_tokens_per_s: float  # after the first token
     mean_prompt_tokens: float
     kv_bytes_per_request: int
+    bytes_per_decode_step: int  # weights + per-row KV (+ per-row adapter): what a memory-bound step reads
 
 
 def kv_bytes_per_token(model_config, bytes_per_value: int = 4) -> int:
     heads = getattr(model_config, "num_key_value_heads", None) or model_config.num_attention_heads
     head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // model_config.num_attention_heads
     return model_config.num_hidden_layers * 2 * heads * head_dim * bytes_per_value
+
+
+def bytes_per_decode_step(weight_bytes: int, batch: int, kv_bytes_per_token: int, mean_context_tokens: float,
+                          adapter_bytes: int = 0) -> int:
+    """Bytes one decode step reads: the weights once, and each row's KV over its mean context and its own adapter."""
+    return int(weight_bytes + batch * (kv_bytes_per_token * mean_context_tokens + adapter_bytes))
 
 
 def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -> dict:
@@ -98,6 +110,9 @@ def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -
         for item in items:
             store.prefill(split_chat_prompt(edge.tokenizer, item["instruction"]))
     per_token = kv_bytes_per_token(edge.model.config, next(edge.decode_model.parameters()).element_size())
+    # parameters() lists a tied embedding once; the LM head reads all of it every step.
+    weight_bytes = sum(p.numel() * p.element_size() for p in edge.decode_model.parameters())
+    weight_bytes += sum(b.numel() * b.element_size() for b in edge.decode_model.buffers())  # int8 weights live in buffers
 
     levels = []
     for batch in config.batches:
@@ -126,20 +141,26 @@ def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -
                 if config.new_tokens > 1 else float("nan"),
                 mean_prompt_tokens=round(statistics.fmean(prompt_tokens), 1),
                 kv_bytes_per_request=int(per_token * (statistics.fmean(prompt_tokens) + config.new_tokens)),
+                bytes_per_decode_step=bytes_per_decode_step(
+                    weight_bytes, batch, per_token, statistics.fmean(prompt_tokens) + config.new_tokens / 2,
+                    adapters[0].nbytes if name == "loragen" else 0),
             )
         lg, fp = sides["loragen"], sides["full_prompt_prefix_cached"]
         ratio = round(lg.tokens_per_s / fp.tokens_per_s, 2)
         decode_ratio = round(lg.decode_tokens_per_s / fp.decode_tokens_per_s, 2)
+        bytes_ratio = round(fp.bytes_per_decode_step / lg.bytes_per_decode_step, 2)
         levels.append({"batch": batch, "loragen_over_prefix_cached": ratio, "decode_loragen_over_prefix_cached": decode_ratio,
+                       "decode_ratio_predicted_by_bytes": bytes_ratio,
                        **{k: asdict(v) for k, v in sides.items()}})
         say(f"batch {batch:>2}: end to end loragen {lg.tokens_per_s:.1f} tok/s, prefix-cached full prompt "
             f"{fp.tokens_per_s:.1f} tok/s ({ratio}x); decode phase {lg.decode_tokens_per_s:.1f} vs "
-            f"{fp.decode_tokens_per_s:.1f} tok/s ({decode_ratio}x)")
+            f"{fp.decode_tokens_per_s:.1f} tok/s ({decode_ratio}x; the bytes read per step predict {bytes_ratio}x)")
     result = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "machine": machine,
         "trained_generator": runtime.trained,
         "kv_bytes_per_token": per_token,
+        "weight_bytes": weight_bytes,
         "adapter_bytes": adapters[0].nbytes,
         "prefix_kv_bytes_mean": int(statistics.fmean(cache_nbytes(c) for c in store.caches.values())),
         "levels": levels,
@@ -161,26 +182,31 @@ def markdown(result: dict) -> str:
         f"load average before the run {machine.get('load_average_at_start', '?')}.",
         "",
         "| batch | end to end tok/s: loragen | full prompt (prefix cached) | ratio | decode phase tok/s: loragen | "
-        "full prompt | ratio | prefill s: loragen | full prompt (rest after the prefix) | prompt tokens: loragen | full prompt | "
-        "KV per request, loragen (MiB) | KV per request, full prompt (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "full prompt | ratio | ratio the bytes per step predict | prefill s: loragen | full prompt (rest after the prefix) | "
+        "prompt tokens: loragen | full prompt | KV per request, loragen (MiB) | KV per request, full prompt (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level in result["levels"]:
         lg, fp = level["loragen"], level["full_prompt_prefix_cached"]
         decode = (f"{lg['decode_tokens_per_s']:.1f} | {fp['decode_tokens_per_s']:.1f} | {level['decode_loragen_over_prefix_cached']}x"
                   if "decode_tokens_per_s" in lg else "– | – | –")  # runs before the decode phase was timed
+        predicted = f"{level['decode_ratio_predicted_by_bytes']}x" if "decode_ratio_predicted_by_bytes" in level else "–"
         prefill = f"{lg['prefill_seconds']:.2f} | {fp['prefill_seconds']:.2f}" if "prefill_seconds" in lg else "– | –"
         lines.append(
             f"| {level['batch']} | {lg['tokens_per_s']:.1f} | {fp['tokens_per_s']:.1f} | {level['loragen_over_prefix_cached']}x | "
-            f"{decode} | {prefill} | {lg['mean_prompt_tokens']} | {fp['mean_prompt_tokens']} | "
+            f"{decode} | {predicted} | {prefill} | {lg['mean_prompt_tokens']} | {fp['mean_prompt_tokens']} | "
             f"{lg['kv_bytes_per_request'] / 2**20:.1f} | {fp['kv_bytes_per_request'] / 2**20:.1f} |"
         )
     lines += [
         "",
         f"Kept per tenant: LoRA-Gen's adapter {result['adapter_bytes'] / 2**20:.1f} MiB; the full prompt's cached prefix "
         f"{result['prefix_kv_bytes_mean'] / 2**20:.1f} MiB of KV ({result['kv_bytes_per_token'] / 1024:.1f} KiB per token).",
-        "",
     ]
+    if "weight_bytes" in result:
+        lines.append(
+            f"A decode step reads the edge weights once ({result['weight_bytes'] / 2**20:.0f} MiB) and, per row, its KV and "
+            "(LoRA-Gen) its own adapter; the predicted ratio is the full prompt's bytes per step over LoRA-Gen's.")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -91,7 +91,17 @@ def test_batch_throughput_compares_both_sides_at_equal_length(tiny_runtime, data
             assert 0 < side["prefill_seconds"] < min(side["seconds"])
             assert side["decode_tokens_per_s"] > side["tokens_per_s"] * (5 - 1) / 5
         assert level["decode_loragen_over_prefix_cached"] == round(loragen["decode_tokens_per_s"] / full["decode_tokens_per_s"], 2)
+        # both read the weights; per row, the full prompt reads more KV and LoRA-Gen its own adapter as well
+        assert min(loragen["bytes_per_decode_step"], full["bytes_per_decode_step"]) > result["weight_bytes"] > 0
+        assert level["decode_ratio_predicted_by_bytes"] == round(full["bytes_per_decode_step"] / loragen["bytes_per_decode_step"], 2)
     assert result["prefix_kv_bytes_mean"] > 0 and "| 4 |" in throughput_markdown(result)
+
+
+def test_bytes_per_decode_step_counts_the_weights_once_and_each_rows_kv_and_adapter():
+    from eval_gpt4tools.batch_throughput import bytes_per_decode_step
+
+    assert bytes_per_decode_step(1000, batch=2, kv_bytes_per_token=10, mean_context_tokens=5, adapter_bytes=7) == 1000 + 2 * (50 + 7)
+    assert bytes_per_decode_step(1000, batch=2, kv_bytes_per_token=10, mean_context_tokens=5) == 1100
 
 
 def test_batch_throughput_on_w8a16_runs_both_sides_on_the_copy_with_bf16_kv(tiny_runtime, tiny_dirs, data_file):  # noqa: F811
