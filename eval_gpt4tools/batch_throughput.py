@@ -39,6 +39,7 @@ from pathlib import Path
 
 from loragen_core.atomic import write_json_and_markdown
 from loragen_core.errors import say, user_errors
+from loragen_core.prefix_cache import KV_CACHES
 from tools.gpt4tools_prompt import split_prompt
 
 DEFAULT_BATCHES = (1, 8, 16)
@@ -54,8 +55,11 @@ class ThroughputConfig:
     out: Path = DEFAULT_OUT
     generator: Path | None = None
     edge_weights: str = "fp32"  # or w8a16 (both sides); the dynamic int8 formats couple a batch's rows
+    kv_cache: str = "dynamic"  # or static (both sides): preallocated KV written in place, as a serving engine's
 
     def __post_init__(self) -> None:
+        if self.kv_cache not in KV_CACHES:
+            raise ValueError(f"--kv-cache must be one of {', '.join(KV_CACHES)}, not {self.kv_cache!r}.")
         if self.edge_weights not in ("fp32", "w8a16"):
             raise ValueError(f"--edge-weights must be fp32 or w8a16, not {self.edge_weights!r}.")
         if not self.batches or min(self.batches) < 1 or self.new_tokens < 1 or self.repeats < 1:
@@ -123,9 +127,9 @@ def run_throughput(config: ThroughputConfig, runtime=None, write: bool = True) -
         for _ in range(config.repeats):
             with edge.lock:
                 runs["loragen"].append(edge.complete_batch(edge_prompts, adapter=stacked, max_new_tokens=config.new_tokens,
-                                                           exact_length=True))
-                runs["full_prompt_prefix_cached"].append(
-                    complete_batch_from_prefixes(edge, store, full_prompts, config.new_tokens, exact_length=True))
+                                                           exact_length=True, kv_cache=config.kv_cache))
+                runs["full_prompt_prefix_cached"].append(complete_batch_from_prefixes(
+                    edge, store, full_prompts, config.new_tokens, exact_length=True, kv_cache=config.kv_cache))
         sides = {}
         for name, repeats in runs.items():
             seconds = [r[0].seconds for r in repeats]
@@ -175,8 +179,10 @@ def markdown(result: dict) -> str:
     lines = [
         "# Decode throughput at batch scale: LoRA-Gen vs the prefix-cached full prompt",
         "",
-        f"`python -m eval_gpt4tools.batch_throughput{' --edge-weights ' + config['edge_weights'] if config.get('edge_weights', 'fp32') != 'fp32' else ''}` "
-        f"(edge weights {config.get('edge_weights', 'fp32')} on both sides; {config['new_tokens']} new tokens per row, exactly; median of "
+        f"`python -m eval_gpt4tools.batch_throughput{' --edge-weights ' + config['edge_weights'] if config.get('edge_weights', 'fp32') != 'fp32' else ''}"
+        f"{' --kv-cache ' + config['kv_cache'] if config.get('kv_cache', 'dynamic') != 'dynamic' else ''}` "
+        f"(edge weights {config.get('edge_weights', 'fp32')} and a {config.get('kv_cache', 'dynamic')} KV cache on both sides; "
+        f"{config['new_tokens']} new tokens per row, exactly; median of "
         f"{config['repeats']} interleaved runs; every row a different tool set).",
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, torch threads {machine.get('torch_default_threads', '?')}, "
         f"load average before the run {machine.get('load_average_at_start', '?')}.",
@@ -220,11 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generator", type=Path, default=None, help="Generator checkpoint (default: the shipped one).")
     parser.add_argument("--edge-weights", choices=("fp32", "w8a16"), default="fp32",
                         help="Both sides' edge weights: fp32 (exact, default) or w8a16 (int8 weights, bf16 activations and KV).")
+    parser.add_argument("--kv-cache", choices=KV_CACHES, default="dynamic",
+                        help="Both sides' KV cache: dynamic (transformers' default, grown by concatenation, so every step "
+                             "copies the batch's KV) or static (preallocated and written in place, as vLLM or SGLang hold it).")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Writes OUT.json and OUT.md.")
     args = parser.parse_args(argv)
     with user_errors():
         config = ThroughputConfig(args.data, tuple(args.batches), args.new_tokens, args.repeats, args.out, args.generator,
-                                  args.edge_weights)
+                                  args.edge_weights, args.kv_cache)
         print(markdown(run_throughput(config)))
     return 0
 

@@ -40,6 +40,7 @@ from .adapter import GeneratedLoRA
 from .adapter_slots import AdapterSlots
 from .chat_format import chat_ids
 from .compiled_decoding import EDGE_DECODERS, StaticCaches
+from .prefix_cache import KV_CACHES
 from .constrained import GrammarCompiler, GrammarConstraint, GrammarLogitsProcessor
 from .int8 import WEIGHT_FORMATS, decode_copy, is_quantised
 from .model_loading import LoadedModel
@@ -310,9 +311,10 @@ class EdgeModel:
         grammars: Sequence[str | GrammarConstraint | None] | None = None,
         exact_length: bool = False,
         tool_priors: Sequence[ToolPrior | None] | None = None,
+        kv_cache: str = "dynamic",
     ) -> list[Completion]:
         """Greedy completions of several prompts in one left-padded batch, by the rule of `complete`
-        (`exact_length`: see `decode_rows`).
+        (`exact_length`, `kv_cache`: see `decode_rows`).
 
         `adapter` (optional) is applied functionally on top of the current weights, one adapter per
         row (its batch size equals len(user_texts)) or one shared (batch size 1): evaluation can then
@@ -338,7 +340,7 @@ class EdgeModel:
             applied = adapter.applied_to(self.decode_model) if adapter is not None else nullcontext()
             with applied:
                 return self.decode_rows(input_ids, attention_mask, [len(row) for row in rows], max_new_tokens, grammars,
-                                        exact_length=exact_length, tool_priors=tool_priors)
+                                        exact_length=exact_length, tool_priors=tool_priors, kv_cache=kv_cache)
 
     @torch.inference_mode()
     def decode_rows(
@@ -351,13 +353,19 @@ class EdgeModel:
         cache=None,
         exact_length: bool = False,
         tool_priors: Sequence[ToolPrior | None] | None = None,
+        kv_cache: str = "dynamic",
     ) -> list[Completion]:
         """Greedy completions of an already padded batch (every row's prompt ends at the last column),
         by the rule of `complete`, on the weights as they are. `cache` (optional) holds the keys and
         values of the first columns (a cached prefix, padded as `attention_mask` says); only the rest
         is prefilled. `prompt_tokens`: each row's real prompt length, as reported. `exact_length`:
         every row writes exactly `max_new_tokens` (no end rule, EOS suppressed): for benchmarks that
-        compare speed at equal output length."""
+        compare speed at equal output length. `kv_cache`: "dynamic" (transformers' DynamicCache, which
+        grows by concatenation, so each step copies the batch's whole KV) or "static" (preallocated for
+        prompt + max_new_tokens, written in place, as a serving engine's cache is); it applies when no
+        `cache` is given (a given cache is used as it is)."""
+        if kv_cache not in KV_CACHES:
+            raise ValueError(f"kv_cache must be one of {KV_CACHES}, not {kv_cache!r}.")
         width = input_ids.shape[1]
         ends = RowEnds(self.tokenizer, width, self.tokenizer.eos_token_id)
         length_rule = {"min_new_tokens": max_new_tokens} if exact_length else {"stopping_criteria": StoppingCriteriaList([ends])}
@@ -369,7 +377,9 @@ class EdgeModel:
             start = time.perf_counter()
             output = greedy_generate(self.decode_model, self.tokenizer, input_ids.to(self.model.device),
                                      attention_mask.to(self.model.device), max_new_tokens, logits_processor=processors,
-                                     streamer=clock, **length_rule, **({"cache": cache} if cache is not None else {}))
+                                     streamer=clock, **length_rule,
+                                     **({"cache": cache} if cache is not None else
+                                        {"cache_implementation": "static"} if kv_cache == "static" else {}))
             seconds = time.perf_counter() - start
         first_token_seconds = clock.first_token_at - start if clock.first_token_at is not None else None
         completions = []

@@ -29,6 +29,8 @@ from tools import split_prompt
 
 from .chat_format import chat_ids, chat_text
 
+KV_CACHES = ("dynamic", "static")  # how a batch decode holds its keys and values (`EdgeModel.decode_rows`)
+
 
 @torch.inference_mode()
 def rewind(cache: StaticCache) -> StaticCache:
@@ -102,10 +104,11 @@ class PrefixCacheStore:
         return into
 
 
-def _padded_prefix_cache(model, prefixes: list[DynamicCache], width: int) -> DynamicCache:
+def _padded_prefix_cache(model, prefixes: list[DynamicCache], width: int, static_length: int | None = None):
     """One batch cache from per-row prefix caches, each left-padded with zeros to `width` positions
-    (the attention mask hides the padding, so its values never matter)."""
-    batch = DynamicCache(config=model.config)
+    (the attention mask hides the padding, so its values never matter). `static_length`: a StaticCache
+    of that many positions, the prefixes written into its first `width`, instead of a DynamicCache."""
+    batch = StaticCache(config=model.config, max_cache_len=static_length) if static_length else DynamicCache(config=model.config)
     for index in range(len(prefixes[0].layers)):
         rows_keys = [prefix.layers[index].keys for prefix in prefixes]
         rows_values = [prefix.layers[index].values for prefix in prefixes]
@@ -122,7 +125,7 @@ def _padded_prefix_cache(model, prefixes: list[DynamicCache], width: int) -> Dyn
 @torch.inference_mode()
 def complete_batch_from_prefixes(edge, store: PrefixCacheStore, instructions: list[str], max_new_tokens: int,
                                  grammars: list | None = None, exact_length: bool = False,
-                                 tool_priors: list | None = None) -> list:
+                                 tool_priors: list | None = None, kv_cache: str = "dynamic") -> list:
     """Full-prompt completions of several requests in one batch, each continuing from its own system
     prompt's cached KV (`store`), as a prefix-caching server decodes them.
 
@@ -131,8 +134,11 @@ def complete_batch_from_prefixes(edge, store: PrefixCacheStore, instructions: li
     where decoding starts. Positions follow the attention mask, so each row's real tokens sit at the
     positions they have alone. Only the rest is prefilled; the stored caches are never changed.
     `exact_length`: every row writes `max_new_tokens` (`EdgeModel.decode_rows`). `tool_priors`: one
-    `ToolPrior` (or None) per row, as `EdgeModel.decode_rows` takes them.
+    `ToolPrior` (or None) per row, as `EdgeModel.decode_rows` takes them. `kv_cache`: "dynamic", or
+    "static" (the batch cache preallocated for the whole decode, as `EdgeModel.decode_rows` explains).
     """
+    if kv_cache not in KV_CACHES:
+        raise ValueError(f"kv_cache must be one of {KV_CACHES}, not {kv_cache!r}.")
     splits = [split_chat_prompt(edge.tokenizer, text, verify=False) for text in instructions]
     with edge.lock:
         prefixes = [store.prefill(split) for split in splits]
@@ -146,6 +152,7 @@ def complete_batch_from_prefixes(edge, store: PrefixCacheStore, instructions: li
             input_ids[row, input_ids.shape[1] - (len(ids) - cut) :] = ids[cut:]
             attention_mask[row, prefix_width - cut : prefix_width] = 1
             attention_mask[row, input_ids.shape[1] - (len(ids) - cut) :] = 1
-        cache = _padded_prefix_cache(edge.model, prefixes, prefix_width)
+        static_length = input_ids.shape[1] + max_new_tokens if kv_cache == "static" else None
+        cache = _padded_prefix_cache(edge.model, prefixes, prefix_width, static_length)
         return edge.decode_rows(input_ids, attention_mask, [s.input_ids.shape[1] for s in splits], max_new_tokens,
                                 grammars, cache=cache, exact_length=exact_length, tool_priors=tool_priors)

@@ -68,16 +68,36 @@ def test_prefix_cache_decodes_exactly_the_tokens_of_plain_icl(edge, kind):
     assert len(store.caches) == 2, "one cache per distinct system prompt"
 
 
-def test_a_batch_continued_from_different_prefixes_writes_what_each_prompt_writes_alone(edge):
+@pytest.mark.parametrize("kv_cache", ["dynamic", "static"])
+def test_a_batch_continued_from_different_prefixes_writes_what_each_prompt_writes_alone(edge, kv_cache):
     # Four prompts, two system prompts of different lengths, user parts of different lengths: both
-    # padded blocks of the batch layout are exercised.
+    # padded blocks of the batch layout are exercised; the static cache holds the prefixes in place.
     instructions = [item["instruction"] for item in _items(4)]
     store = PrefixCacheStore(edge.model)
-    batched = complete_batch_from_prefixes(edge, store, instructions, BUDGET)
+    prefix_lengths = [store.prefill(split_chat_prompt(edge.tokenizer, text)).get_seq_length() for text in instructions]
+    batched = complete_batch_from_prefixes(edge, store, instructions, BUDGET, kv_cache=kv_cache)
     for instruction, row in zip(instructions, batched):
         alone = edge.complete(instruction, max_new_tokens=BUDGET)
         assert (row.text, row.new_tokens, row.prompt_tokens) == (alone.text, alone.new_tokens, alone.prompt_tokens)
     assert len(store.caches) == 2
+    after = [store.prefill(split_chat_prompt(edge.tokenizer, text)).get_seq_length() for text in instructions]
+    assert after == prefix_lengths, "the stored prefixes must not grow"
+
+
+def test_a_static_batch_cache_writes_what_the_dynamic_one_writes(edge):
+    prompts = [split_prompt(item["instruction"]).edge_prompt for item in _items(4)]
+    caches_seen = []
+    hook = edge.model.register_forward_pre_hook(lambda module, args, kwargs: caches_seen.append(type(kwargs.get("cache")).__name__),
+                                                with_kwargs=True)
+    try:
+        dynamic = edge.complete_batch(prompts, max_new_tokens=BUDGET, exact_length=True)
+        static = edge.complete_batch(prompts, max_new_tokens=BUDGET, exact_length=True, kv_cache="static")
+    finally:
+        hook.remove()
+    assert caches_seen == ["DynamicCache"] * BUDGET + ["StaticCache"] * BUDGET  # one forward per new token
+    assert [(c.text, c.new_tokens) for c in static] == [(c.text, c.new_tokens) for c in dynamic]
+    with pytest.raises(ValueError, match="kv_cache must be one of"):
+        edge.complete_batch(prompts, max_new_tokens=BUDGET, kv_cache="paged")
 
 
 def test_the_full_prompt_is_rebuilt_from_its_system_and_edge_parts():

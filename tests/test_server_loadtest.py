@@ -97,6 +97,17 @@ def test_batch_throughput_compares_both_sides_at_equal_length(tiny_runtime, data
     assert result["prefix_kv_bytes_mean"] > 0 and "| 4 |" in throughput_markdown(result)
 
 
+def test_batch_throughput_with_a_static_cache_runs_both_sides_on_it(tiny_runtime, data_file):  # noqa: F811
+    from eval_gpt4tools.batch_throughput import ThroughputConfig, markdown as throughput_markdown, run_throughput
+
+    result = run_throughput(ThroughputConfig(data=data_file, batches=(2,), new_tokens=3, repeats=1, kv_cache="static"),
+                            runtime=tiny_runtime, write=False)
+    assert result["config"]["kv_cache"] == "static" and "--kv-cache static" in throughput_markdown(result)
+    assert all(result["levels"][0][side]["decode_tokens_per_s"] > 0 for side in ("loragen", "full_prompt_prefix_cached"))
+    with pytest.raises(ValueError, match="--kv-cache must be one of"):
+        ThroughputConfig(kv_cache="paged")
+
+
 def test_bytes_per_decode_step_counts_the_weights_once_and_each_rows_kv_and_adapter():
     from eval_gpt4tools.batch_throughput import bytes_per_decode_step
 
