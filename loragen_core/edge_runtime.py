@@ -40,10 +40,10 @@ from .adapter import GeneratedLoRA
 from .adapter_slots import AdapterSlots
 from .chat_format import chat_ids
 from .compiled_decoding import EDGE_DECODERS, StaticCaches
-from .prefix_cache import KV_CACHES
 from .constrained import GrammarCompiler, GrammarConstraint, GrammarLogitsProcessor
 from .int8 import WEIGHT_FORMATS, decode_copy, is_quantised
 from .model_loading import LoadedModel
+from .prefix_cache import check_kv_cache
 from .tool_prior import ToolPrior, ToolPriorLogitsProcessor
 
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -364,8 +364,7 @@ class EdgeModel:
         grows by concatenation, so each step copies the batch's whole KV) or "static" (preallocated for
         prompt + max_new_tokens, written in place, as a serving engine's cache is); it applies when no
         `cache` is given (a given cache is used as it is)."""
-        if kv_cache not in KV_CACHES:
-            raise ValueError(f"kv_cache must be one of {KV_CACHES}, not {kv_cache!r}.")
+        check_kv_cache(kv_cache)
         width = input_ids.shape[1]
         ends = RowEnds(self.tokenizer, width, self.tokenizer.eos_token_id)
         length_rule = {"min_new_tokens": max_new_tokens} if exact_length else {"stopping_criteria": StoppingCriteriaList([ends])}

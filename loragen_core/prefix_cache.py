@@ -32,6 +32,11 @@ from .chat_format import chat_ids, chat_text
 KV_CACHES = ("dynamic", "static")  # how a batch decode holds its keys and values (`EdgeModel.decode_rows`)
 
 
+def check_kv_cache(kv_cache: str) -> None:
+    if kv_cache not in KV_CACHES:
+        raise ValueError(f"kv_cache must be one of {KV_CACHES}, not {kv_cache!r}.")
+
+
 @torch.inference_mode()
 def rewind(cache: StaticCache) -> StaticCache:
     """Empty a static cache for the next request without zeroing it: stale entries lie after the
@@ -137,8 +142,7 @@ def complete_batch_from_prefixes(edge, store: PrefixCacheStore, instructions: li
     `ToolPrior` (or None) per row, as `EdgeModel.decode_rows` takes them. `kv_cache`: "dynamic", or
     "static" (the batch cache preallocated for the whole decode, as `EdgeModel.decode_rows` explains).
     """
-    if kv_cache not in KV_CACHES:
-        raise ValueError(f"kv_cache must be one of {KV_CACHES}, not {kv_cache!r}.")
+    check_kv_cache(kv_cache)
     splits = [split_chat_prompt(edge.tokenizer, text, verify=False) for text in instructions]
     with edge.lock:
         prefixes = [store.prefill(split) for split in splits]
