@@ -94,6 +94,11 @@ def test_batch_throughput_compares_both_sides_at_equal_length(tiny_runtime, data
         # both read the weights; per row, the full prompt reads more KV and LoRA-Gen its own adapter as well
         assert min(loragen["bytes_per_decode_step"], full["bytes_per_decode_step"]) > result["weight_bytes"] > 0
         assert level["decode_ratio_predicted_by_bytes"] == round(full["bytes_per_decode_step"] / loragen["bytes_per_decode_step"], 2)
+        # the shared work: the same rows from a one-token prompt, no adapter; its rate over the full prompt's is the ceiling
+        shared = level["weights_only"]
+        assert shared["mean_prompt_tokens"] == 1 and shared["kv_bytes_per_request"] < loragen["kv_bytes_per_request"]
+        assert shared["decode_tokens_per_s"] > 0 and len(shared["seconds"]) == 1
+        assert level["decode_ratio_ceiling"] == round(shared["decode_tokens_per_s"] / full["decode_tokens_per_s"], 2)
     assert result["prefix_kv_bytes_mean"] > 0 and "| 4 |" in throughput_markdown(result)
 
 
