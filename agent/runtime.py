@@ -96,7 +96,8 @@ class LoRAGenRuntime:
                         edge_decoder: str = "dynamic", **kwargs) -> "LoRAGenRuntime":
         """A runtime on a generator checkpoint (None: the shipped one); `edge_model` overrides the edge
         model it names; `edge_weights="int8"` decodes with the int8 copy (loragen_core/int8.py);
-        `edge_decoder="compiled"` decodes through torch.compile (loragen_core/compiled_decoding.py)."""
+        `edge_decoder="compiled"` decodes through torch.compile (loragen_core/compiled_decoding.py),
+        "fast-forward" writes grammar-forced tokens without a step each (loragen_core/fast_forward.py)."""
         if generator_dir is None:
             generator, kwargs["trained"] = load_default_generator()
         else:

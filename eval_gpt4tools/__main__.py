@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--edge-decoder", choices=EDGE_DECODERS, default="dynamic",
                          help="dynamic (eager, exact, default); compiled: batch-1 decode steps through a static KV cache and "
                               "torch.compile (needs g++; each cache-length bucket compiles once, ~30 s; not the same tokens "
-                              "as dynamic; results/README.md has its speed and SR).")
+                              "as dynamic; results/README.md has its speed and SR); fast-forward: under a grammar "
+                              "(--constrained, --served) the tokens it forces are written without a decode step each "
+                              "(loragen_core/fast_forward.py). Both decode one item at a time.")
 
     fit_cmd = commands.add_parser(
         "fit-need-prior", help="Fit the tool prior's P(a tool is needed) on built training data (never the test set).",

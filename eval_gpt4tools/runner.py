@@ -113,8 +113,8 @@ class RunConfig:
             raise RunConfigError(f"--edge-weights {self.edge_weights} decodes one item at a time (activation scales span the batch); drop --batch-size.")
         if self.edge_decoder not in EDGE_DECODERS:
             raise RunConfigError(f"--edge-decoder must be one of {', '.join(EDGE_DECODERS)}, not {self.edge_decoder!r}.")
-        if self.edge_decoder == "compiled" and self.batch_size > 1:
-            raise RunConfigError("--edge-decoder compiled is a batch-1 path (one static cache per request); drop --batch-size.")
+        if self.edge_decoder != "dynamic" and self.batch_size > 1:
+            raise RunConfigError(f"--edge-decoder {self.edge_decoder} is a batch-1 path (`complete`, one request at a time); drop --batch-size.")
         if self.prompt not in ("full", "edge"):
             raise RunConfigError(f"--prompt must be full or edge, not {self.prompt!r}.")
 
@@ -302,6 +302,9 @@ def _summarize(config: RunConfig, items: list[dict], records: list[dict], wall_s
         "p90_latency_s": _percentile(latencies, 0.9) if config.batch_size == 1 else None,
         "batch_size": config.batch_size,
         "seconds_per_item": statistics.fmean(latencies),
+        # generated tokens over decoding time, prefill included (batched runs: the batches' throughput)
+        "new_tokens_per_s": sum(r["new_tokens"] for r in records) / sum(latencies) if sum(latencies) > 0 else None,
+        "edge_decoder": config.edge_decoder,
         "median_adapter_generation_s": statistics.median(generated) if generated else None,
         "max_new_tokens": config.max_new_tokens,
         "constrained": config.constrained,

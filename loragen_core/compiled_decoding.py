@@ -25,7 +25,7 @@ from transformers import CompileConfig, StaticCache
 
 from .prefix_cache import rewind
 
-EDGE_DECODERS = ("dynamic", "compiled")
+EDGE_DECODERS = ("dynamic", "compiled", "fast-forward")  # fast-forward: grammar-forced tokens in one step (fast_forward.py)
 MIN_BUCKET = 256
 
 

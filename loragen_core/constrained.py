@@ -76,8 +76,8 @@ class GrammarCompiler:
 class GrammarLogitsProcessor(LogitsProcessor):
     """Masks each row's scores to the tokens its grammar allows next (rows without one are left free).
 
-    `generate` calls it once per step with the ids so far; the processor feeds each row's last token to
-    that row's matcher before masking the next step. A row whose matcher has stopped (grammar complete)
+    `generate` calls it once per step with the ids so far; the processor feeds each row's matcher the
+    tokens written since its last call (one per step) before masking the next step. A row whose matcher has stopped (grammar complete)
     may only write EOS; a row that already ended keeps receiving padding, which is not fed.
     """
 
@@ -87,18 +87,14 @@ class GrammarLogitsProcessor(LogitsProcessor):
         self.eos_token_id = eos_token_id
         self.words = (compiler.ll_tokenizer.vocab_size + 31) // 32
         self._ended = [False] * len(self.matchers)
+        self._fed = [prompt_width] * len(self.matchers)  # input_ids columns each matcher has consumed
         self._bit = torch.arange(32, dtype=torch.int32)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        generated = input_ids.shape[1] - self.prompt_width
+        self.consume(input_ids)
         for row, matcher in enumerate(self.matchers):
             if matcher is None or self._ended[row]:
                 continue
-            if generated > 0:
-                token = int(input_ids[row, -1])
-                if matcher.is_stopped() or token == self.eos_token_id or not matcher.consume_token(token):
-                    self._ended[row] = True  # EOS, or padding after the row ended: nothing more to constrain
-                    continue
             if matcher.is_stopped():  # the grammar is complete: end the row
                 allowed = torch.zeros(scores.shape[1], dtype=torch.bool)
                 allowed[self.eos_token_id] = True
@@ -106,6 +102,28 @@ class GrammarLogitsProcessor(LogitsProcessor):
                 allowed = self._unpack(matcher.compute_bitmask(), scores.shape[1])
             scores[row] = scores[row].masked_fill(~allowed.to(scores.device), float("-inf"))
         return scores
+
+    def consume(self, input_ids: torch.LongTensor) -> None:
+        """Feed each row's matcher the tokens written since it last saw the row: one per step under
+        `generate`, several after a fast-forward (fast_forward.py)."""
+        for row, matcher in enumerate(self.matchers):
+            if matcher is None:
+                continue
+            for token in input_ids[row, self._fed[row] :].tolist():
+                if self._ended[row]:
+                    break
+                if matcher.is_stopped() or token == self.eos_token_id or not matcher.consume_token(token):
+                    self._ended[row] = True  # EOS, or padding after the row ended: nothing more to constrain
+            self._fed[row] = input_ids.shape[1]
+
+    def forced_tokens(self, input_ids: torch.LongTensor, row: int = 0) -> list[int]:
+        """The tokens row `row`'s grammar allows as the only continuation after `input_ids` (llguidance's
+        fast-forward tokens, in the tokenizer's canonical split); [] where the model has a choice."""
+        self.consume(input_ids)
+        matcher = self.matchers[row]
+        if matcher is None or self._ended[row] or matcher.is_stopped():
+            return []
+        return list(matcher.compute_ff_tokens())
 
     def _unpack(self, bitmask: bytes, width: int) -> torch.Tensor:
         words = torch.frombuffer(bytearray(bitmask), dtype=torch.int32)

@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
                              "activations, the adapter quantised in; fastest with --edge-decoder compiled (results/README.md has their SR and speed).")
     parser.add_argument("--edge-decoder", choices=EDGE_DECODERS, default="dynamic",
                         help="dynamic (eager, exact, default); compiled: decode steps through torch.compile, faster per "
-                             "token, not the same tokens; needs g++, and the first reply of each prompt length compiles (~30 s).")
+                             "token, not the same tokens; needs g++, and the first reply of each prompt length compiles (~30 s); "
+                             "fast-forward: the tokens the agent's grammar forces are written without a decode step each.")
     args = parser.parse_args(argv)
     if args.edge_model and not args.generator:
         parser.error("--edge-model needs --generator (the shipped generator is made for the default edge model)")
