@@ -22,6 +22,7 @@ from pathlib import Path
 from loragen_core import (
     AdapterResult, AdapterService, CheckpointError, LoRAGenerator, load_causal_lm, load_default_generator, load_full_prompt_lora, load_generator,
 )
+from loragen_core.compiled_decoding import SERVED_EDGE_DECODER
 from loragen_core.edge_runtime import DEFAULT_MAX_NEW_TOKENS, EdgeModel
 from loragen_core.tool_prior import ToolPrior
 
@@ -70,7 +71,7 @@ class LoRAGenRuntime:
         memory_cache_size: int = MEMORY_CACHE_SIZE,
     ):
         self.generator = generator
-        self.edge = edge or EdgeModel(load_causal_lm(generator.config.edge_model))
+        self.edge = edge or EdgeModel(load_causal_lm(generator.config.edge_model), decoder=SERVED_EDGE_DECODER)
         self.service = AdapterService(generator, cache_dir=adapter_cache_dir, use_cache=use_disk_cache)
         self.trained = trained  # False: a fresh generator whose adapters do not teach anything yet
         self.max_prompt_tokens = max_prompt_tokens
@@ -93,7 +94,7 @@ class LoRAGenRuntime:
 
     @classmethod
     def from_checkpoint(cls, generator_dir: str | Path | None, edge_model: str | None = None, edge_weights: str = "fp32",
-                        edge_decoder: str = "dynamic", **kwargs) -> "LoRAGenRuntime":
+                        edge_decoder: str = SERVED_EDGE_DECODER, **kwargs) -> "LoRAGenRuntime":
         """A runtime on a generator checkpoint (None: the shipped one); `edge_model` overrides the edge
         model it names; `edge_weights="int8"` decodes with the int8 copy (loragen_core/int8.py);
         `edge_decoder="compiled"` decodes through torch.compile (loragen_core/compiled_decoding.py),
@@ -103,7 +104,7 @@ class LoRAGenRuntime:
         else:
             generator = load_generator(generator_dir)
         edge = None
-        if edge_model or edge_weights != "fp32" or edge_decoder != "dynamic":
+        if edge_model or edge_weights != "fp32" or edge_decoder != SERVED_EDGE_DECODER:
             edge = EdgeModel(load_causal_lm(edge_model or generator.config.edge_model), weights=edge_weights, decoder=edge_decoder)
         return cls(generator, edge, **kwargs)
 

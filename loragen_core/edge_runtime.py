@@ -20,7 +20,7 @@ of merged (through fixed slots, loragen_core/adapter_slots.py). The default, fp3
 per cache-length bucket (loragen_core/compiled_decoding.py): faster per token, not the same tokens,
 the first request of each bucket compiles (~30 s). `decoder="fast-forward"` writes the tokens a
 grammar forces without a decode step each (loragen_core/fast_forward.py): under the agent's grammar
-about twice the tokens per second, the same text up to rounding. Batches (`complete_batch`) always
+about twice the tokens per second, the same text up to rounding; the served runtime decodes with it. Batches (`complete_batch`) always
 decode eagerly, step by step.
 """
 

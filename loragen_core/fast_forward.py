@@ -15,8 +15,9 @@ written ids are those step-by-step decoding writes.
 Not bit-exact: keys and values computed for several positions in one matrix product round
 differently from one position at a time, so a later greedy choice can flip where two tokens score
 within rounding of each other (the same caveat as any change of kernel; results/README.md gives the
-measured agreement). Opt-in as `EdgeModel(decoder="fast-forward")`; rows without a grammar decode as
-the dynamic decoder does.
+measured agreement: the same 100 outputs). `EdgeModel(decoder="fast-forward")`, the served runtime's
+decoder (compiled_decoding.SERVED_EDGE_DECODER); rows without a grammar decode as the dynamic decoder
+does.
 """
 
 from __future__ import annotations
