@@ -39,8 +39,8 @@ _A, _B = "_loragen_slot_a", "_loragen_slot_b"
 
 def _slot_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
     x = inputs[0]
-    if x.shape[-2] == 1 and isinstance(module, Int8WeightOnlyLinear):
-        return output  # a decode step: the int8 weight holds the adapter already (requantised)
+    if isinstance(module, Int8WeightOnlyLinear) and not module.is_prompt(x):
+        return output  # decode steps: the int8 weight holds the adapter already (requantised)
     a, b = getattr(module, _A), getattr(module, _B)
     delta = torch.matmul(torch.matmul(x.to(a.dtype), a.t()), b.t())
     return output + delta.to(output.dtype)

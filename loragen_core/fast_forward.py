@@ -22,11 +22,14 @@ does.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from transformers import DynamicCache, LogitsProcessorList, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from .constrained import GrammarLogitsProcessor
+from .int8_weight_only import decoding_positions
 
 
 @torch.inference_mode()
@@ -46,8 +49,11 @@ def fast_forward_generate(model, input_ids: torch.Tensor, max_new_tokens: int, p
         streamer.put(input_ids.cpu())  # `generate`'s protocol: the prompt first, then the new tokens
     budget = max_new_tokens
     while budget > 0:
-        # logits of the last position only: the forced tokens' own scores are never read
-        logits = model(input_ids=feed, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].to(torch.float32)
+        # After the prompt, the positions are written ones: on a w8a16 copy they take the decode path.
+        written_positions = decoding_positions(model) if feed is not input_ids else contextlib.nullcontext()
+        with written_positions:
+            # logits of the last position only: the forced tokens' own scores are never read
+            logits = model(input_ids=feed, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].to(torch.float32)
         choice = processors(sequence, logits).argmax(dim=-1, keepdim=True)
         written = [choice]
         sequence = torch.cat([sequence, choice], dim=1)

@@ -26,7 +26,9 @@ fp32 model is not changed: it stays the exact path.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -63,8 +65,16 @@ class Int8WeightOnlyLinear(nn.Module):
         # stays the fp32 model's own tensor.
         self.prefill_weight = prefill_weight.detach() if prefill_weight is not None else None
 
+    # Set (on every layer of a copy, `decoding_positions`) while a forward computes positions that decoding
+    # wrote, several at once (grammar fast-forward): they take the int8 path a one-position step takes.
+    decoding = False
+
+    def is_prompt(self, x: torch.Tensor) -> bool:
+        """Whether `x` is a prompt's prefill (several positions per row, not written by decoding)."""
+        return x.dim() == 3 and x.shape[1] > 1 and not self.decoding
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.prefill_weight is not None and x.dim() == 3 and x.shape[1] > 1:
+        if self.prefill_weight is not None and self.is_prompt(x):
             bias = self.bias.to(torch.float32) if self.bias is not None else None
             return nn.functional.linear(x.to(torch.float32), self.prefill_weight, bias).to(ACTIVATION_DTYPE)
         flat = x.reshape(-1, self.in_features).to(ACTIVATION_DTYPE).contiguous()
@@ -106,6 +116,21 @@ def int8_weight_only_copy(model: nn.Module) -> nn.Module:
     skeleton.to(ACTIVATION_DTYPE)  # what is left (embeddings, norms); int8 buffers are not floating, so they stay
     skeleton.eval()
     return skeleton
+
+
+@contextlib.contextmanager
+def decoding_positions(model: nn.Module) -> Iterator[None]:
+    """Within the block, `model`'s int8 weight-only layers treat several positions per row as decode
+    steps (int8 weights holding the attached adapter), not as a prompt (fp32 weights): the positions
+    grammar fast-forward writes then get the numbers one-position steps would give them."""
+    layers = [m for m in model.modules() if isinstance(m, Int8WeightOnlyLinear)]
+    for layer in layers:
+        layer.decoding = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.decoding = False
 
 
 def int8_weight_only_nbytes(model: nn.Module) -> int:

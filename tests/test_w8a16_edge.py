@@ -10,7 +10,7 @@ from torch import nn
 
 from loragen_core import load_causal_lm
 from loragen_core.edge_runtime import EdgeModel
-from loragen_core.int8_weight_only import Int8WeightOnlyLinear, int8_weight_only_copy, quantize_per_channel
+from loragen_core.int8_weight_only import Int8WeightOnlyLinear, decoding_positions, int8_weight_only_copy, quantize_per_channel
 from tests.test_int8_edge import BUDGET, PROMPTS, _cosine, _logits
 
 
@@ -42,6 +42,41 @@ def test_prompts_multiply_with_the_shared_fp32_weight_and_decode_steps_with_int8
     exact = nn.functional.linear(prompt, linear.weight, linear.bias.bfloat16().float()).bfloat16()
     assert torch.equal(layer(prompt), exact)
     assert torch.equal(layer(step), Int8WeightOnlyLinear(linear)(step))  # one position per row: the int8 kernel
+
+
+def test_positions_decoding_wrote_take_the_int8_path_even_several_at_once():
+    """Grammar fast-forward computes several written positions in one forward: inside
+    `decoding_positions` they multiply with the int8 weight, as one-position steps do, not with the
+    fp32 prompt weight."""
+    linear = nn.Linear(64, 24, bias=True)
+    layer = Int8WeightOnlyLinear(linear, prefill_weight=linear.weight)
+    holder = nn.Sequential(layer)
+    written = torch.randn(1, 3, 64)
+    one_at_a_time = torch.cat([layer(written[:, i : i + 1]) for i in range(3)], dim=1)
+    assert not torch.allclose(layer(written), one_at_a_time, atol=1e-3)  # a prompt: the fp32 weight
+    with decoding_positions(holder):
+        assert layer.decoding and not layer.is_prompt(written)
+        assert torch.allclose(layer(written).float(), one_at_a_time.float(), atol=1e-2, rtol=1e-2)
+    assert not layer.decoding and layer.is_prompt(written)
+
+
+def test_fast_forward_on_w8a16_reads_the_attached_adapter_from_the_int8_weights(tiny_dirs, three_adapters):
+    from tools.gpt4tools_grammar import trace_grammar
+
+    grammar = trace_grammar(["Detect Face", "Segment the Image"], image_tools=["Segment the Image"], image_paths=["image/abc.png"])
+    stepwise = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16")
+    fast = EdgeModel(load_causal_lm(str(tiny_dirs["edge"])), weights="w8a16", decoder="fast-forward")
+    for edge in (stepwise, fast):
+        edge.specialize(three_adapters.row(0))
+    layer = next(m for m in fast.decode_model.modules() if isinstance(m, Int8WeightOnlyLinear))
+    calls = []  # (positions, taken as a prompt) per forward of one int8 layer
+    layer.register_forward_pre_hook(lambda module, args: calls.append((args[0].shape[1], module.is_prompt(args[0]))))
+    expected = stepwise.complete(PROMPTS[0], max_new_tokens=40, grammar=grammar)
+    got = fast.complete(PROMPTS[0], max_new_tokens=40, grammar=grammar)
+    assert got.text.startswith("Thought: Do I need to use a tool? ")
+    assert got.text == expected.text
+    assert [prompt for _, prompt in calls].count(True) == 1, "only the prompt's prefill goes through the fp32 weights"
+    assert any(positions > 1 and not prompt for positions, prompt in calls), "forced runs share a forward on the int8 path"
 
 
 def test_the_copy_leaves_the_fp32_model_exact_and_stays_close_to_it(tiny_dirs):
